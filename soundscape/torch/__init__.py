@@ -1,0 +1,1 @@
+"""PyTorch parts of soundscape: models, training and prediction."""

@@ -1,0 +1,108 @@
+"""Model architectures, by name, and loading of pretrained weights from local files.
+
+Nothing here downloads at run time unless torchvision can (and is allowed to); when
+weights cannot be had, the error says where to put the file and how to train from
+scratch instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torchvision
+
+from ..errors import ParameterError, WeightsNotFoundError
+
+#: torchvision's file name for the ImageNet ResNet18 weights
+RESNET18_IMAGENET_FILE = "resnet18-f37072fd.pth"
+
+_ARCHITECTURES: dict[str, Callable[..., torch.nn.Module]] = {}
+
+
+def register(name: str):
+    """Decorator adding a model constructor `fn(num_classes, **kwargs)` to the registry."""
+
+    def wrap(fn):
+        _ARCHITECTURES[name] = fn
+        return fn
+
+    return wrap
+
+
+def build(architecture: str, num_classes: int, **kwargs) -> torch.nn.Module:
+    """Construct a registered architecture by name (used when loading model files)."""
+    if architecture not in _ARCHITECTURES:
+        raise ParameterError(f"unknown architecture {architecture!r}; known: {sorted(_ARCHITECTURES)}")
+    return _ARCHITECTURES[architecture](num_classes=num_classes, **kwargs)
+
+
+def architectures() -> list[str]:
+    """Names of the registered architectures."""
+    return sorted(_ARCHITECTURES)
+
+
+def imagenet_weights_path() -> Path:
+    """Where torchvision keeps (and we look for) the ImageNet ResNet18 weights."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / RESNET18_IMAGENET_FILE
+
+
+def _load_state_dict(path: Path) -> dict:
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for bad files
+        raise WeightsNotFoundError(f"{path}: could not read weights ({exc})") from exc
+    if isinstance(state, dict) and "model_state_dict" in state:
+        state = state["model_state_dict"]
+    return state
+
+
+@register("resnet18")
+def resnet18(num_classes: int, weights: str | os.PathLike | None = None) -> torch.nn.Module:
+    """torchvision ResNet18 with `fc` replaced by ``Linear(512, num_classes)``.
+
+    Parameters
+    ----------
+    num_classes : int
+        Number of outputs (2 for present/absent, or the number of species).
+    weights : None, "imagenet" or path
+        None: random initialisation. "imagenet": torchvision's ImageNet weights from
+        the local torch cache (see `imagenet_weights_path`), downloaded only if that is
+        possible. A path: a local ``.pth`` state dict (with or without ``fc``).
+    """
+    if int(num_classes) < 1:
+        raise ParameterError(f"num_classes must be >= 1, got {num_classes}")
+    model = torchvision.models.resnet18(weights=None)
+    if weights is not None:
+        if weights == "imagenet":
+            path = imagenet_weights_path()
+            if not path.exists():
+                try:
+                    torchvision.models.resnet18(weights=torchvision.models.ResNet18_Weights.IMAGENET1K_V1)
+                except Exception as exc:
+                    raise WeightsNotFoundError(
+                        "ImageNet weights for ResNet18 are not available offline and could not be "
+                        f"downloaded ({type(exc).__name__}). Put the file {RESNET18_IMAGENET_FILE} "
+                        f"(from torchvision's model zoo) at {path}, or pass weights='/path/to/file.pth', "
+                        "or train from scratch with weights=None."
+                    ) from exc
+            state = _load_state_dict(path)
+        else:
+            path = Path(weights)
+            if not path.exists():
+                raise WeightsNotFoundError(
+                    f"weights file not found: {path}. Pass an existing .pth file, 'imagenet', "
+                    "or weights=None to train from scratch."
+                )
+            state = _load_state_dict(path)
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("fc.")]
+        if missing or unexpected:
+            raise WeightsNotFoundError(
+                f"{weights}: not ResNet18 weights (missing {missing[:5]}, unexpected {unexpected[:5]})"
+            )
+    model.fc = torch.nn.Linear(model.fc.in_features, int(num_classes))
+    return model
