@@ -1,4 +1,4 @@
-"""Train/validation splits (stratified, grouped), numeric labels and class balancing for label tables.
+"""Train/validation splits (stratified, grouped), numeric labels and class balancing.
 
 Every function leaves its input DataFrame untouched and returns new ones. Rows keep their
 original index and order within each returned table.
@@ -35,7 +35,9 @@ def _require_columns(df: pd.DataFrame, *columns: Hashable) -> None:
 
 def _check_train_size(train_size: float) -> None:
     if not isinstance(train_size, (int, float)) or not 0 < train_size < 1:
-        raise ParameterError(f"train_size must be a fraction strictly between 0 and 1, got {train_size!r}")
+        raise ParameterError(
+            f"train_size must be a fraction strictly between 0 and 1, got {train_size!r}"
+        )
 
 
 def _class_train_positions(
@@ -47,15 +49,14 @@ def _class_train_positions(
     if n < 2 or n_train == 0 or n_train == n:
         raise ValueError(
             f"class {cls!r} has {n} row(s): too few to split with train_size={train_size} "
-            f"(each side needs at least one row; train would get {n_train}, validation {n - n_train})"
+            f"(each side needs at least one row; train would get {n_train}, "
+            f"validation {n - n_train})"
         )
     train, _ = train_test_split(positions, train_size=train_size, random_state=random_state)
     return train
 
 
-def _stratified_mask(
-    labels: pd.Series, train_size: float, random_state: int | None
-) -> np.ndarray:
+def _stratified_mask(labels: pd.Series, train_size: float, random_state: int | None) -> np.ndarray:
     """Boolean mask (by position) of training rows, splitting each label value separately."""
     codes, classes = pd.factorize(labels, use_na_sentinel=False)
     mask = np.zeros(len(codes), dtype=bool)
@@ -66,10 +67,12 @@ def _stratified_mask(
 
 
 def add_binary_numeric_labels(
-    df: pd.DataFrame, label: Hashable, label_column: str = "Labels",
+    df: pd.DataFrame,
+    label: Hashable,
+    label_column: str = "Labels",
     numeric_column: str = "NumericLabels",
 ) -> pd.DataFrame:
-    """Return a copy of ``df`` with ``numeric_column`` = 1 where ``df[label_column] == label``, else 0."""
+    """Return a copy of ``df`` with a 0/1 ``numeric_column`` (1 where the label is ``label``)."""
     _require_columns(df, label_column)
     out = df.copy()
     out[numeric_column] = (out[label_column] == label).astype(int)
@@ -98,8 +101,11 @@ def add_numeric_labels(
 
 
 def binary_train_valid_split(
-    input_df: pd.DataFrame, label: Hashable, label_column: str = "Labels",
-    train_size: float = 0.8, random_state: int | None = 101,
+    input_df: pd.DataFrame,
+    label: Hashable,
+    label_column: str = "Labels",
+    train_size: float = 0.8,
+    random_state: int | None = 101,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split a table into train and validation sets, stratified on "is ``label``" vs "is not".
 
@@ -119,13 +125,16 @@ def binary_train_valid_split(
 def _group_split_mask(
     groups: pd.Series, strata: pd.Series | None, train_size: float, random_state: int | None
 ) -> np.ndarray:
-    """Assign whole groups to validation until each stratum's validation share is near 1 - train_size."""
+    """Mask of training rows: whole groups go to validation until each stratum's share is near
+    ``1 - train_size``."""
     if groups.isna().any():
         rows = list(groups.index[groups.isna()][:5])
         raise ValueError(f"group column {groups.name!r} has missing values (rows {rows})")
     sizes = groups.value_counts(sort=False)
     if len(sizes) < 2:
-        raise ValueError(f"need at least 2 groups in column {groups.name!r} to split, found {len(sizes)}")
+        raise ValueError(
+            f"need at least 2 groups in column {groups.name!r} to split, found {len(sizes)}"
+        )
     if strata is None:
         group_stratum = pd.Series(0, index=sizes.index)
     else:  # each group is stratified by its majority label (ties: smallest label)
@@ -137,14 +146,18 @@ def _group_split_mask(
         members = np.array(group_stratum.index[group_stratum == stratum], dtype=object)
         if len(members) < 2:
             raise ValueError(
-                f"class {stratum!r} is the majority label of only {len(members)} group(s) in column "
+                f"class {stratum!r} is the majority label of only {len(members)} group(s) in "
+                f"column "
                 f"{groups.name!r}: too few to put groups on both sides of the split"
             )
         members = members[rng.permutation(len(members))]
         target = (1 - train_size) * sizes.loc[members].sum()
         chosen, total = [], 0
         for g in members:  # greedy: take a group when it brings the total closer to the target
-            if abs(total + sizes.loc[g] - target) < abs(total - target) and len(chosen) < len(members) - 1:
+            if (
+                abs(total + sizes.loc[g] - target) < abs(total - target)
+                and len(chosen) < len(members) - 1
+            ):
                 chosen.append(g)
                 total += sizes.loc[g]
         if not chosen:
@@ -154,8 +167,11 @@ def _group_split_mask(
 
 
 def train_valid_split(
-    df: pd.DataFrame, stratify_from_column: str | None = None, train_size: float = 0.8,
-    random_state: int | None = 101, group_column: str | None = None,
+    df: pd.DataFrame,
+    stratify_from_column: str | None = None,
+    train_size: float = 0.8,
+    random_state: int | None = 101,
+    group_column: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split a table into train and validation sets.
 
@@ -192,7 +208,9 @@ def train_valid_split(
         mask = _stratified_mask(df[stratify_from_column], train_size, random_state)
     else:
         mask = np.zeros(len(df), dtype=bool)
-        mask[_class_train_positions(np.arange(len(df)), "(all rows)", train_size, random_state)] = True
+        mask[_class_train_positions(np.arange(len(df)), "(all rows)", train_size, random_state)] = (
+            True
+        )
     return df[mask].copy(), df[~mask].copy()
 
 

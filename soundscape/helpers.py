@@ -1,4 +1,4 @@
-"""Small helpers used across the package: shell commands, sigmoid, atomic writes, file fingerprints."""
+"""Small helpers used across the package: shell commands, sigmoid, atomic writes, fingerprints."""
 
 from __future__ import annotations
 

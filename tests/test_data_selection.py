@@ -13,7 +13,9 @@ from soundscape.data_selection import (
 
 @pytest.fixture
 def hello_world():
-    return pd.DataFrame({"Labels": ["hello"] * 5 + ["world"] * 5, "file": [f"{i}.wav" for i in range(10)]})
+    return pd.DataFrame(
+        {"Labels": ["hello"] * 5 + ["world"] * 5, "file": [f"{i}.wav" for i in range(10)]}
+    )
 
 
 def test_binary_split_is_stratified_and_leaves_input_alone(hello_world):
@@ -32,7 +34,9 @@ def test_binary_split_is_reproducible_and_seed_dependent(hello_world):
     df = pd.concat([hello_world] * 4, ignore_index=True)
     a = binary_train_valid_split(df, "hello", random_state=3)[1].index.tolist()
     b = binary_train_valid_split(df, "hello", random_state=3)[1].index.tolist()
-    others = {tuple(binary_train_valid_split(df, "hello", random_state=s)[1].index) for s in range(5)}
+    others = {
+        tuple(binary_train_valid_split(df, "hello", random_state=s)[1].index) for s in range(5)
+    }
     assert a == b
     assert len(others) > 1
 

@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 import torch
 
-from soundscape.helpers import atomic_path, atomic_write, binarize, file_fingerprint, run_command, sigmoid
+from soundscape.helpers import (
+    atomic_path,
+    atomic_write,
+    binarize,
+    file_fingerprint,
+    run_command,
+    sigmoid,
+)
 
 
 def test_run_command_string_through_shell(tmp_path):
@@ -21,7 +28,10 @@ def test_run_command_list_and_failure():
     out, err = run_command([sys.executable, "-c", "import sys; print('hi'); sys.exit(3)"])
     assert out == "hi\n"
     with pytest.raises(subprocess.CalledProcessError) as info:
-        run_command([sys.executable, "-c", "import sys; sys.stderr.write('bad thing'); sys.exit(3)"], check=True)
+        run_command(
+            [sys.executable, "-c", "import sys; sys.stderr.write('bad thing'); sys.exit(3)"],
+            check=True,
+        )
     assert info.value.returncode == 3
     assert "bad thing" in str(info.value) and "status 3" in str(info.value)
 

@@ -7,6 +7,7 @@ scratch instead.
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Callable
@@ -106,3 +107,43 @@ def resnet18(num_classes: int, weights: str | os.PathLike | None = None) -> torc
             )
     model.fc = torch.nn.Linear(model.fc.in_features, int(num_classes))
     return model
+
+
+#: architecture name for networks that are not registered: the module itself is pickled
+PICKLED_MODULE = "torch_module"
+
+
+@register(PICKLED_MODULE)
+def torch_module(num_classes: int, module: torch.nn.Module) -> torch.nn.Module:
+    """A copy of a pickled module (for networks that are not a registered architecture).
+
+    Model files holding one need the module's class to be importable when loaded.
+    """
+    if not isinstance(module, torch.nn.Module):
+        raise ParameterError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    return copy.deepcopy(module)
+
+
+def _layout(network: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    return [(k, tuple(v.shape)) for k, v in network.state_dict().items()]
+
+
+def identify(network: torch.nn.Module, num_classes: int) -> tuple[str, dict]:
+    """(architecture name, kwargs) that rebuild `network` through `build`.
+
+    A network with the class and parameter layout of a registered architecture (e.g. a
+    torchvision ResNet18 whose ``fc`` has `num_classes` outputs) gets that name and no
+    kwargs (weights travel in the state dict). Anything else is stored whole:
+    ``(PICKLED_MODULE, {"module": network})``.
+    """
+    layout = _layout(network)
+    for name in architectures():
+        if name == PICKLED_MODULE:
+            continue
+        try:
+            reference = build(name, num_classes)
+        except Exception:  # an architecture that needs arguments cannot match by default
+            continue
+        if type(reference) is type(network) and _layout(reference) == layout:
+            return name, {}
+    return PICKLED_MODULE, {"module": network}

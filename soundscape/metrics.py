@@ -1,0 +1,127 @@
+"""Classification metrics for training and evaluation.
+
+Single-target (one-of-n): accuracy, per-class precision/recall/F1 and the confusion
+matrix. Multi-target (independent present/absent per class): per-class precision,
+recall and F1 at a threshold, ROC-AUC and average precision, plus macro means.
+
+Small validation sets often lack a class: precision/recall/F1 are then 0 (sklearn's
+``zero_division=0``) and ROC-AUC / average precision are NaN; macro means skip NaNs.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.metrics import (
+    average_precision_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+
+from .errors import ParameterError
+
+
+def _nanmean(values: np.ndarray) -> float:
+    values = np.asarray(values, dtype=float)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def single_target_metrics(y_true, y_pred, num_classes: int) -> dict:
+    """Metrics of one-of-n predictions.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of int, shape (n,)
+        True and predicted class indices.
+    num_classes : int
+
+    Returns
+    -------
+    dict
+        ``accuracy`` (float), ``precision``, ``recall``, ``f1`` (arrays, one value per
+        class), ``macro_f1`` (float) and ``confusion_matrix`` (num_classes x num_classes,
+        rows true, columns predicted).
+    """
+    y_true = np.asarray(y_true, dtype=int).ravel()
+    y_pred = np.asarray(y_pred, dtype=int).ravel()
+    if y_true.shape != y_pred.shape:
+        raise ParameterError(f"y_true {y_true.shape} and y_pred {y_pred.shape} differ in length")
+    labels = np.arange(int(num_classes))
+    if len(y_true) == 0:
+        nan = np.full(len(labels), np.nan)
+        return {"accuracy": float("nan"), "precision": nan, "recall": nan.copy(), "f1": nan.copy(),
+                "macro_f1": float("nan"), "confusion_matrix": np.zeros((len(labels),) * 2, dtype=int)}
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, average=None, zero_division=0
+    )
+    return {
+        "accuracy": float(np.mean(y_true == y_pred)),
+        "precision": precision.astype(float),
+        "recall": recall.astype(float),
+        "f1": f1.astype(float),
+        "macro_f1": float(np.mean(f1)),
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels),
+    }
+
+
+def _per_class(fn, y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    out = np.full(y_true.shape[1], np.nan)
+    for c in range(y_true.shape[1]):
+        t = y_true[:, c]
+        if 0 < t.sum() < len(t):  # undefined unless both presences and absences occur
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out[c] = fn(t, scores[:, c])
+    return out
+
+
+def multi_target_metrics(y_true, scores, threshold: float = 0.5) -> dict:
+    """Metrics of independent per-class scores.
+
+    Parameters
+    ----------
+    y_true : array-like, shape (n, n_classes)
+        0/1 labels (values >= 0.5 count as present).
+    scores : array-like, shape (n, n_classes)
+        Probabilities (e.g. sigmoid of the logits).
+    threshold : float
+        Scores >= threshold count as detections for precision/recall/F1.
+
+    Returns
+    -------
+    dict
+        ``precision``, ``recall``, ``f1``, ``roc_auc``, ``average_precision`` (arrays,
+        one value per class; AUC/AP NaN where a class is all present or all absent),
+        ``accuracy`` (mean per-label agreement), and ``macro_precision``,
+        ``macro_recall``, ``macro_f1``, ``macro_roc_auc``, ``macro_average_precision``.
+    """
+    y_true = np.asarray(y_true, dtype=float)
+    scores = np.asarray(scores, dtype=float)
+    if y_true.ndim != 2 or y_true.shape != scores.shape:
+        raise ParameterError(
+            f"y_true and scores must both be (n, n_classes); got {y_true.shape} and {scores.shape}"
+        )
+    truth = (y_true >= 0.5).astype(int)
+    pred = (scores >= threshold).astype(int)
+    n_classes = truth.shape[1]
+    if len(truth):
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            truth, pred, average=None, zero_division=0, labels=np.arange(n_classes)
+        )
+        accuracy = float(np.mean(truth == pred))
+    else:
+        precision = recall = f1 = np.full(n_classes, np.nan)
+        accuracy = float("nan")
+    out = {
+        "accuracy": accuracy,
+        "precision": np.asarray(precision, dtype=float),
+        "recall": np.asarray(recall, dtype=float),
+        "f1": np.asarray(f1, dtype=float),
+        "roc_auc": _per_class(roc_auc_score, truth, scores),
+        "average_precision": _per_class(average_precision_score, truth, scores),
+    }
+    for name in ("precision", "recall", "f1", "roc_auc", "average_precision"):
+        out[f"macro_{name}"] = _nanmean(out[name])
+    return out
