@@ -117,9 +117,9 @@ def _numeric(frame, col, path, lines, sel, *, empty=None) -> np.ndarray:
     """Column as float; a non-numeric cell (or an empty one when empty is None) is an error."""
     raw = frame[col].astype(str)
     vals = pd.to_numeric(raw.where(raw != "", None), errors="coerce").to_numpy(float)
-    bad = np.isnan(vals) & ((raw != "").to_numpy() | (empty is None))
+    bad = ~np.isfinite(vals) & ((raw != "").to_numpy() | (empty is None))
     _first_bad(bad, path, lines, sel, lambda i: f"column {col!r} has an " + (
-        "empty cell" if raw.iloc[i] == "" else f"non-numeric value {raw.iloc[i]!r}")
+        "empty cell" if raw.iloc[i] == "" else f"non-numeric or infinite value {raw.iloc[i]!r}")
         + f" ({int(bad.sum())} bad row(s) in this column)")
     return np.where(np.isnan(vals), np.nan if empty is None else empty, vals)
 
@@ -197,8 +197,10 @@ def _read_one(path: Path, annotation_column, audio_files) -> pd.DataFrame:
         sel = np.arange(1, n + 1, dtype=np.int64)
     view = frame[col["View"]].to_numpy(str) if col["View"] else np.full(n, "Spectrogram 1")
     # Raven repeats each selection once per view: keep one row, the spectrogram's if any.
+    # Rows of other views of a selection are dropped; rows sharing a view are all kept.
     order = np.argsort(~np.char.startswith(np.char.lower(view), "spectro"), kind="stable")
-    keep = np.sort(order[np.unique(sel[order], return_index=True)[1]])
+    uniq, first = np.unique(sel[order], return_index=True)
+    keep = np.flatnonzero(view == view[order[first]][np.searchsorted(uniq, sel)])
     frame, lines, sel = frame.iloc[keep].reset_index(drop=True), lines[keep], sel[keep]
 
     b_col, e_col = col["Begin Time (s)"], col["End Time (s)"]

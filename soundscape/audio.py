@@ -20,7 +20,9 @@ from .errors import AudioFileError, ParameterError
 
 FinalClip = Literal[None, "remainder", "full", "extend"]
 _FINAL_CLIPS = (None, "remainder", "full", "extend")
-_WRITE_BLOCK = 1 << 16  # frames per write call (large single OGG writes upset some libsndfile builds)
+_WRITE_BLOCK = (
+    1 << 16
+)  # frames per write call (large single OGG writes upset some libsndfile builds)
 _OGG_MAX_PAGE = 27 + 255 + 255 * 255  # bytes: header + lacing table + largest body
 
 
@@ -81,7 +83,7 @@ def _ogg_problem(fh, size: int) -> str | None:
     if pos < 0:
         return "no Ogg page found near the end of the file"
     n_segments = tail[pos + 26]
-    lacing = tail[pos + 27:pos + 27 + n_segments]
+    lacing = tail[pos + 27 : pos + 27 + n_segments]
     page_end = pos + 27 + n_segments + sum(lacing)
     if len(lacing) < n_segments or page_end > len(tail):
         return "the last Ogg page is cut off"
@@ -112,10 +114,10 @@ def _truncation_problem(path: Path, handle: soundfile.SoundFile) -> str | None:
         got = handle.read(n, dtype="float32", always_2d=True).shape[0]
     except (soundfile.LibsndfileError, RuntimeError) as exc:
         return f"the last frames the header promises cannot be decoded ({exc})"
-    finally:
-        handle.seek(0)
     if got < n:
-        return f"the header promises {handle.frames} frames but only {handle.frames - n + got} exist"
+        return (
+            f"the header promises {handle.frames} frames but only {handle.frames - n + got} exist"
+        )
     return None
 
 
@@ -128,25 +130,36 @@ def _check_path(path: Path) -> None:
         raise AudioFileError(f"{path}: file is empty (0 bytes)")
 
 
-def _open(path: Path) -> soundfile.SoundFile:
+def _open_checked(path: Path) -> soundfile.SoundFile:
+    """Open an audio file for reading after checking it exists, holds audio and is complete."""
+    _check_path(path)
     try:
-        return soundfile.SoundFile(str(path))
+        handle = soundfile.SoundFile(str(path))
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioFileError(f"{path}: not a readable audio file ({exc})") from exc
+    try:
+        if handle.frames <= 0 or handle.samplerate <= 0:
+            raise AudioFileError(f"{path}: file holds no audio samples")
+        problem = _truncation_problem(path, handle)
+        if problem:
+            raise AudioFileError(f"{path}: file is truncated or corrupt: {problem}")
+    except BaseException:
+        handle.close()
+        raise
+    return handle
 
 
 def audio_info(path: str | Path) -> soundfile._SoundFileInfo:
     """Header information (sample rate, frames, channels, duration) of an audio file.
 
-    Raises FileNotFoundError for a missing file and AudioFileError for one that
-    cannot be parsed. Does not decode the audio.
+    Checks the file as `Audio.from_file` does (cheaply, without decoding it):
+    FileNotFoundError for a missing file; AudioFileError for one that is empty,
+    not audio, or truncated.
     """
     path = Path(path)
-    _check_path(path)
-    try:
-        return soundfile.info(str(path))
-    except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioFileError(f"{path}: not a readable audio file ({exc})") from exc
+    with _open_checked(path):
+        pass
+    return soundfile.info(str(path))
 
 
 # --------------------------------------------------------------------------- Audio
@@ -239,14 +252,8 @@ class Audio:
         offset = _check_seconds(offset, "offset", allow_zero=True)
         if duration is not None:
             duration = _check_seconds(duration, "duration", allow_zero=False)
-        _check_path(path)
-        with _open(path) as handle:
+        with _open_checked(path) as handle:
             rate, frames = handle.samplerate, handle.frames
-            if frames <= 0 or rate <= 0:
-                raise AudioFileError(f"{path}: file holds no audio samples")
-            problem = _truncation_problem(path, handle)
-            if problem:
-                raise AudioFileError(f"{path}: file is truncated or corrupt: {problem}")
             start = int(round(offset * rate))
             if start >= frames:
                 raise ParameterError(
@@ -257,8 +264,7 @@ class Audio:
             if duration is not None:
                 n_frames = min(int(round(duration * rate)), n_frames)
             try:
-                if start:
-                    handle.seek(start)
+                handle.seek(start)  # always: the truncation check may have moved the position
                 data = handle.read(n_frames, dtype="float32", always_2d=True)
             except (soundfile.LibsndfileError, RuntimeError) as exc:
                 raise AudioFileError(f"{path}: could not decode audio ({exc})") from exc
@@ -293,7 +299,9 @@ class Audio:
         )
 
     def _new(self, samples, sample_rate: int | None = None) -> "Audio":
-        return Audio(samples, self.sample_rate if sample_rate is None else sample_rate, self.metadata)
+        return Audio(
+            samples, self.sample_rate if sample_rate is None else sample_rate, self.metadata
+        )
 
     def _slice(self, i0: int, i1: int | None = None) -> "Audio":
         return Audio._trusted(self.samples[i0:i1], self.sample_rate, self.metadata)
@@ -317,7 +325,9 @@ class Audio:
         valid = f"valid range 0 to {dur:.4f} s"
         for name, value in (("start_time", start_time), ("end_time", end_time)):
             if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
-                raise ParameterError(f"{name} must be a finite number of seconds, got {value!r} ({valid})")
+                raise ParameterError(
+                    f"{name} must be a finite number of seconds, got {value!r} ({valid})"
+                )
         if start_time < 0 or end_time < 0:
             raise ParameterError(
                 f"times must be >= 0; got start_time={start_time}, end_time={end_time} ({valid})"
@@ -368,8 +378,9 @@ class Audio:
         final_clip : {None, "remainder", "full", "extend"}
             What to do with audio left over after the last full clip: None drops it,
             "remainder" keeps a shorter last clip, "full" moves the last clip back so it
-            ends at the end of the audio with full length, "extend" pads it with zeros
-            to full length (its end time then lies past the end of the audio).
+            ends at the end of the audio with full length (audio shorter than one clip
+            gives one clip of all of it), "extend" pads it with zeros to full length
+            (its end time then lies past the end of the audio).
 
         Returns
         -------
@@ -380,12 +391,12 @@ class Audio:
         n_clip = max(1, int(round(clip_duration * self.sample_rate)))
         n_total = len(self.samples)
         clips = []
-        for s, e in zip(starts, ends):
+        for s, e in zip(starts, ends, strict=True):
             i0 = min(self.time_to_sample(s), n_total)
             if e > self.duration + 1e-9:  # "extend": pad the final clip with zeros
                 padded = np.zeros(n_clip, dtype=np.float32)
-                piece = self.samples[i0:i0 + n_clip]
-                padded[:len(piece)] = piece
+                piece = self.samples[i0 : i0 + n_clip]
+                padded[: len(piece)] = piece
                 clips.append(Audio._trusted(padded, self.sample_rate, self.metadata))
             elif e >= self.duration - 1e-9 and e - s < clip_duration - 1e-9:  # "remainder"
                 clips.append(self._slice(i0))
@@ -405,7 +416,9 @@ class Audio:
             Butterworth order of each low/high edge.
         """
         nyquist = self.sample_rate / 2
-        if not all(isinstance(v, Real) for v in (low_f, high_f)) or not (0 < low_f < high_f < nyquist):
+        if not all(isinstance(v, Real) for v in (low_f, high_f)) or not (
+            0 < low_f < high_f < nyquist
+        ):
             raise ParameterError(
                 f"bandpass edges must satisfy 0 < low_f < high_f < Nyquist ({nyquist} Hz); "
                 f"got low_f={low_f}, high_f={high_f}"
@@ -414,7 +427,9 @@ class Audio:
             raise ParameterError(f"bandpass order must be a positive integer, got {order!r}")
         if len(self.samples) < 2:
             raise ParameterError(f"cannot filter audio of {len(self.samples)} samples")
-        sos = signal.butter(order, [low_f, high_f], btype="bandpass", fs=self.sample_rate, output="sos")
+        sos = signal.butter(
+            order, [low_f, high_f], btype="bandpass", fs=self.sample_rate, output="sos"
+        )
         padlen = min(3 * (2 * len(sos) + 1), len(self.samples) - 1)  # short clips: shorter padding
         out = signal.sosfiltfilt(sos, self.samples.astype(np.float64), padlen=padlen)
         return self._new(out.astype(np.float32))
@@ -426,7 +441,9 @@ class Audio:
             return self._slice(0)
         return self._new(self.samples * np.float32(peak_level / peak))
 
-    def apply_gain(self, dB: float, clip_range: tuple[float, float] | None = (-1.0, 1.0)) -> "Audio":
+    def apply_gain(
+        self, dB: float, clip_range: tuple[float, float] | None = (-1.0, 1.0)
+    ) -> "Audio":
         """Multiply by 10**(dB/20); clip to `clip_range` unless it is None."""
         out = self.samples * np.float32(10 ** (dB / 20))
         if clip_range is not None:
@@ -459,7 +476,7 @@ class Audio:
         try:
             with soundfile.SoundFile(str(path), "w", self.sample_rate, 1, subtype=subtype) as out:
                 for i in range(0, len(self.samples), _WRITE_BLOCK):
-                    out.write(self.samples[i:i + _WRITE_BLOCK])
+                    out.write(self.samples[i : i + _WRITE_BLOCK])
         except (soundfile.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
             raise ParameterError(f"cannot save {path} (subtype={subtype!r}): {exc}") from exc
         return path
@@ -476,17 +493,24 @@ def clip_times(
     clip_overlap = _check_seconds(clip_overlap, "clip_overlap", allow_zero=True)
     if clip_overlap >= clip_duration:
         raise ParameterError(
-            f"clip_overlap must be >= 0 and smaller than clip_duration ({clip_duration}); got {clip_overlap}"
+            f"clip_overlap must be >= 0 and smaller than clip_duration ({clip_duration}); "
+            f"got {clip_overlap}"
         )
     if final_clip not in _FINAL_CLIPS:
-        raise ParameterError(f"final_clip must be None, 'remainder', 'full' or 'extend'; got {final_clip!r}")
+        raise ParameterError(
+            f"final_clip must be None, 'remainder', 'full' or 'extend'; got {final_clip!r}"
+        )
     step = clip_duration - clip_overlap
     eps = 1e-9
-    n_full = int(np.floor((duration - clip_duration) / step + eps)) + 1 if duration + eps >= clip_duration else 0
-    if n_full == 0 and final_clip in (None, "full"):
+    n_full = (
+        int(np.floor((duration - clip_duration) / step + eps)) + 1
+        if duration + eps >= clip_duration
+        else 0
+    )
+    if n_full == 0 and final_clip is None:
         raise ParameterError(
             f"the audio ({duration:.4f} s) is shorter than clip_duration ({clip_duration} s); "
-            "use final_clip='extend' or 'remainder' to keep it"
+            "use final_clip='extend', 'remainder' or 'full' to keep it"
         )
     starts = np.arange(n_full) * step
     ends = starts + clip_duration
@@ -496,9 +520,13 @@ def clip_times(
         if final_clip == "remainder":
             starts, ends = np.append(starts, next_start), np.append(ends, duration)
         elif final_clip == "extend":
-            starts, ends = np.append(starts, next_start), np.append(ends, next_start + clip_duration)
-        elif final_clip == "full":
-            starts, ends = np.append(starts, duration - clip_duration), np.append(ends, duration)
+            starts, ends = (
+                np.append(starts, next_start),
+                np.append(ends, next_start + clip_duration),
+            )
+        elif final_clip == "full":  # audio shorter than one clip: the whole audio
+            starts = np.append(starts, max(0.0, duration - clip_duration))
+            ends = np.append(ends, duration)
     return np.round(starts, 10), np.round(ends, 10)
 
 
@@ -514,4 +542,7 @@ def iter_segments(
     n_segments = int(np.ceil(info.frames / (segment_duration * info.samplerate) - 1e-9))
     for i in range(n_segments):
         start = i * segment_duration
-        yield start, Audio.from_file(path, sample_rate=sample_rate, offset=start, duration=segment_duration)
+        yield (
+            start,
+            Audio.from_file(path, sample_rate=sample_rate, offset=start, duration=segment_duration),
+        )

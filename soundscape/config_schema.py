@@ -204,7 +204,13 @@ INPUT_FEATURE = union(
 OUTPUT_FEATURE = union(
     {
         "category": mapping({"name": string()}),
-        "binary": mapping({"name": string(), "threshold": number(0.5, ge=0, le=1)}),
+        "binary": mapping(
+            {  # positive_label: the value meaning "true" when the column is not yes/no-like
+                "name": string(),
+                "threshold": number(0.5, ge=0, le=1),
+                "positive_label": string(None),
+            }
+        ),
         "set": mapping(
             {  # multi-label: "a|b" in one column, or one 0/1 column per class
                 "name": string(),

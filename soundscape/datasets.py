@@ -125,10 +125,15 @@ def _clip_table(df: pd.DataFrame, filename_column: str) -> tuple[np.ndarray, np.
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ParameterError(
-            f"row {df.index[i]!r}: clip times start_time={starts[i]!r}, end_time={ends[i]!r} are invalid "
+            f"row {_show(df.index[i])}: clip times start_time={_show(starts[i])}, end_time={_show(ends[i])} are invalid "
             "(need 0 <= start_time < end_time)"
         )
     return np.asarray(files, dtype=object).astype(str), starts, ends - starts, used
+
+
+def _show(value: Any) -> str:
+    """repr of a table cell without numpy's type wrapper (2, not np.int64(2))."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def _name_file(exc: Exception, where: str) -> Exception:
@@ -245,13 +250,21 @@ class AudioDataset(torch.utils.data.Dataset):
             x = augment.frequency_mask(x, rng, self.frequency_masks, self.max_mask_fraction)
         return x
 
+    @property
+    def _waveform_augmenting(self) -> bool:
+        return self.random_trim_length is not None or self.max_overlay_num > 0
+
     def image(self, i: int) -> torch.Tensor:
-        """The un-augmented model input of item `i` (channels, H, W)."""
-        return self._to_image(i, self._waveform(i, None))
+        """The un-augmented model input of item `i` (channels, H, W), via the loader's cache."""
+        duration = None if np.isnan(self.durations[i]) else float(self.durations[i])
+        try:
+            return self.loader.image(self.paths[i], offset=float(self.offsets[i]), duration=duration)
+        except Exception as exc:
+            raise _name_file(exc, self.clip_path(i)) from exc
 
     def _to_image(self, i: int, samples: np.ndarray) -> torch.Tensor:
         try:
-            wave = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None]
+            wave = torch.from_numpy(np.array(samples, dtype=np.float32))[None]  # a writable copy
             return self.preprocessing.images(wave)[0]
         except Exception as exc:
             raise _name_file(exc, self.clip_path(i)) from exc
@@ -263,10 +276,13 @@ class AudioDataset(torch.utils.data.Dataset):
         i %= len(self)
         rng = augment.generator() if self.augmenting else None
         target = self._target(i)
-        samples = self._waveform(i, rng)
-        if rng is not None and self.max_overlay_num:
-            samples, target = self._overlay(i, samples, target, rng)
-        x = self._to_image(i, samples)
+        if rng is not None and self._waveform_augmenting:
+            samples = self._waveform(i, rng)
+            if self.max_overlay_num:
+                samples, target = self._overlay(i, samples, target, rng)
+            x = self._to_image(i, samples)
+        else:
+            x = self.image(i)
         if rng is not None:
             x = self._augment_image(x, rng)
         item = {"X": x}
@@ -363,7 +379,7 @@ class SingleTargetAudioDataset(AudioDataset):
         if bad.any():
             pos = int(np.flatnonzero(bad.to_numpy())[0])
             raise ParameterError(
-                f"row {df.index[pos]!r}: label {df[column].iloc[pos]!r} in column {column!r} is not a key of "
+                f"row {_show(df.index[pos])}: label {_show(df[column].iloc[pos])} in column {column!r} is not a key of "
                 f"label_dict {self.label_dict} ({int(bad.sum())} bad row(s))"
             )
         return values.to_numpy().astype(np.int64)
@@ -433,7 +449,7 @@ class MultiTargetAudioDataset(AudioDataset):
         if bad.any():
             r, c = (int(x[0]) for x in np.nonzero(bad))
             raise ParameterError(
-                f"row {df.index[r]!r}, column {classes[c]!r}: label {df[classes[c]].iloc[r]!r} must be "
+                f"row {_show(df.index[r])}, column {classes[c]!r}: label {_show(df[classes[c]].iloc[r])} must be "
                 "a number from 0 to 1 (0 absent, 1 present)"
             )
         self.classes = [str(c) for c in classes]

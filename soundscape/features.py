@@ -7,6 +7,8 @@ that the two agree to float tolerance.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -22,13 +24,50 @@ _WINDOWS = {
 }
 
 
-def window_tensor(window_type: str, n: int, device=None) -> torch.Tensor:
-    """Periodic window of length n (float64), as scipy.signal.get_window(fftbins=True)."""
+def window_tensor(window_type: str, n: int, device=None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Periodic window of length n, as scipy.signal.get_window(fftbins=True)."""
     if window_type not in _WINDOWS:
         raise ParameterError(f"window_type must be one of {sorted(_WINDOWS)}, got {window_type!r}")
+    return _window_cached(window_type, int(n), str(torch.device(device or "cpu")), dtype).clone()
+
+
+@functools.lru_cache(maxsize=32)
+def _window_cached(window_type: str, n: int, device: str, dtype: torch.dtype) -> torch.Tensor:
     if window_type == "boxcar":
-        return torch.ones(n, dtype=torch.float64, device=device)
-    return _WINDOWS[window_type](n, periodic=True, dtype=torch.float64, device=device)
+        win = torch.ones(n, dtype=torch.float64)
+    else:
+        win = _WINDOWS[window_type](n, periodic=True, dtype=torch.float64)
+    return win.to(device=device, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=32)
+def _bin_weights(window_type: str, n: int, sample_rate: int, scaling: str, device: str,
+                 dtype: torch.dtype) -> torch.Tensor:
+    """Per-bin factor: window normalisation times 2 for the folded (one-sided) bins."""
+    win = _window_cached(window_type, n, "cpu", torch.float64)
+    if scaling == "spectrum":
+        scale = 1.0 / float(win.sum()) ** 2
+    elif scaling == "density":
+        scale = 1.0 / (sample_rate * float((win**2).sum()))
+    else:
+        raise ParameterError(f"scaling must be 'spectrum' or 'density', got {scaling!r}")
+    weights = torch.full((n // 2 + 1,), 2.0 * scale, dtype=torch.float64)
+    weights[0] = scale
+    if n % 2 == 0:
+        weights[-1] = scale
+    return weights.to(device=device, dtype=dtype)
+
+
+def compute_dtype(device: torch.device | str | None) -> torch.dtype:
+    """Float type of the STFT on `device`: float64 (CPU, CUDA), float32 where float64 is missing (MPS)."""
+    return torch.float32 if torch.device(device or "cpu").type == "mps" else torch.float64
+
+
+def n_frames(n_samples: int, window_samples: int, overlap_samples: int) -> int:
+    """Number of STFT frames of a clip of `n_samples` samples (no padding at the ends)."""
+    if n_samples < window_samples:
+        return 0
+    return 1 + (n_samples - window_samples) // (window_samples - overlap_samples)
 
 
 def stft_power(
@@ -40,6 +79,9 @@ def stft_power(
     scaling: str = "spectrum",
 ) -> torch.Tensor:
     """One-sided power spectrogram of each waveform, frame means removed.
+
+    Framing, mean removal and the FFT run in float64 on CPU and CUDA (agreement with the
+    numpy reference to ~1e-6 dB) and in float32 on MPS; the result is float32.
 
     Parameters
     ----------
@@ -59,36 +101,42 @@ def stft_power(
         raise ParameterError(
             f"the window ({window_samples} samples) is longer than the audio ({waveforms.shape[1]} samples)"
         )
+    if window_type not in _WINDOWS:
+        raise ParameterError(f"window_type must be one of {sorted(_WINDOWS)}, got {window_type!r}")
     hop = window_samples - overlap_samples
-    win = window_tensor(window_type, window_samples, waveforms.device)
-    if scaling == "spectrum":
-        scale = 1.0 / float(win.sum()) ** 2
-    elif scaling == "density":
-        scale = 1.0 / (sample_rate * float((win**2).sum()))
-    else:
-        raise ParameterError(f"scaling must be 'spectrum' or 'density', got {scaling!r}")
-    # float64 framing keeps agreement with the numpy reference to ~1e-6 dB
-    frames = waveforms.to(torch.float64).unfold(1, window_samples, hop)  # (B, T, W)
+    dtype = compute_dtype(waveforms.device)
+    device = str(waveforms.device)
+    win = _window_cached(window_type, window_samples, device, dtype)
+    weights = _bin_weights(window_type, window_samples, int(sample_rate), scaling, device, dtype)
+    frames = waveforms.to(dtype).unfold(1, window_samples, hop)  # (B, T, W), a view
     frames = (frames - frames.mean(dim=2, keepdim=True)) * win
-    spec = torch.fft.rfft(frames, dim=2).abs().pow(2) * scale
-    n_freqs = window_samples // 2 + 1
-    weights = torch.full((n_freqs,), 2.0, dtype=spec.dtype, device=spec.device)
-    weights[0] = 1.0
-    if window_samples % 2 == 0:
-        weights[-1] = 1.0
-    return (spec * weights).transpose(1, 2).to(torch.float32)
+    spec = torch.fft.rfft(frames, dim=2)
+    power = (spec.real.square() + spec.imag.square()) * weights  # |X|^2 without a complex abs
+    out = torch.empty(power.shape[0], power.shape[2], power.shape[1], dtype=torch.float32, device=power.device)
+    return out.copy_(power.transpose(1, 2))  # (batch, freqs, frames), contiguous
 
 
-def power_to_db(power: torch.Tensor, decibel_limits: tuple[float, float] | None) -> torch.Tensor:
-    """10*log10(power) floored like the reference, clipped to `decibel_limits` if given."""
-    db = 10 * torch.log10(power.clamp_min(POWER_FLOOR))
+def power_to_db(power: torch.Tensor, decibel_limits: tuple[float, float] | None,
+                inplace: bool = False) -> torch.Tensor:
+    """10*log10(power) floored like the reference, clipped to `decibel_limits` if given.
+
+    With `inplace=True` the result overwrites `power` (saves memory on big batches).
+    """
+    db = power.clamp_min_(POWER_FLOOR) if inplace else power.clamp_min(POWER_FLOOR)
+    db = db.log10_().mul_(10.0)
     if decibel_limits is not None:
-        db = db.clamp(decibel_limits[0], decibel_limits[1])
+        db = db.clamp_(float(decibel_limits[0]), float(decibel_limits[1]))
     return db
 
 
 def mel_matrix(n_mels: int, n_fft: int, sample_rate: int, min_f=0.0, max_f=None, device=None) -> torch.Tensor:
     """The reference mel filterbank as a tensor (n_mels, n_fft // 2 + 1)."""
+    return _mel_cached(int(n_mels), int(n_fft), int(sample_rate), float(min_f),
+                       None if max_f is None else float(max_f), str(torch.device(device or "cpu")))
+
+
+@functools.lru_cache(maxsize=16)
+def _mel_cached(n_mels, n_fft, sample_rate, min_f, max_f, device) -> torch.Tensor:
     return torch.from_numpy(mel_filterbank(n_mels, n_fft, sample_rate, min_f, max_f)).to(device)
 
 
@@ -103,6 +151,13 @@ def frequency_mask(n_fft: int, sample_rate: int, min_f: float | None, max_f: flo
     if not keep.any():
         raise ParameterError(f"no frequency bin lies in [{min_f}, {max_f}] Hz at {sample_rate} Hz")
     return keep
+
+
+@functools.lru_cache(maxsize=32)
+def band_rows(n_fft: int, sample_rate: int, min_f: float | None, max_f: float | None) -> slice:
+    """The contiguous rows (a slice) of rfft bins with min_f <= f <= max_f."""
+    keep = np.flatnonzero(frequency_mask(n_fft, sample_rate, min_f, max_f))
+    return slice(int(keep[0]), int(keep[-1]) + 1)
 
 
 def resize_images(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -130,8 +185,8 @@ def db_to_image(
     Loud = dark (as `Spectrogram.to_image`), low frequencies at the bottom, values in
     [-1, 1] ((x - 0.5) / 0.5 of the [0, 1] image), channels identical.
     """
-    lo, hi = decibel_limits
-    unit = 1.0 - ((db - lo) / (hi - lo)).clamp(0.0, 1.0)
-    unit = torch.flip(unit, dims=[1])[:, None]
-    unit = resize_images(unit, height, width).clamp(0.0, 1.0)
-    return ((unit - 0.5) / 0.5).expand(-1, channels, -1, -1).contiguous()
+    lo, hi = (float(v) for v in decibel_limits)
+    # 1 - (db - lo) / (hi - lo) in one pass; in-place steps avoid temporaries
+    unit = torch.flip(db, dims=[1]).mul_(-1.0 / (hi - lo)).add_(hi / (hi - lo)).clamp_(0.0, 1.0)
+    unit = resize_images(unit[:, None], height, width).clamp_(0.0, 1.0)
+    return unit.mul_(2.0).sub_(1.0).expand(-1, channels, -1, -1).contiguous()

@@ -1,29 +1,275 @@
-"""Clip loading for datasets and prediction: decode + resample + fit, one place.
+"""Clip loading for datasets and prediction: decode + resample + fit, cached, in one place.
 
 `ClipLoader` is the single entry point datasets use to get a clip's fitted waveform,
-so caching (see the speed work) can live here without datasets knowing about it.
+its dB spectrogram or its model image. Results are cached (see `soundscape.cache`), so
+epochs after the first do no decoding and no STFT; augmentations that must differ per
+epoch run on the cached waveform or image.
+
+`default_loader_settings` picks DataLoader settings (batch size, workers, start method)
+that keep the model busy on the machine at hand; `worker_init` prepares a worker process.
 """
 
 from __future__ import annotations
 
+import os
+import random
+import sys
 from pathlib import Path
+from typing import Iterable, Sequence
 
 import numpy as np
+import torch
 
+from .cache import ClipCache, default_cache, source_key
+from .errors import ParameterError
 from .preprocessing import Preprocessing
+
+__all__ = ["ClipLoader", "default_loader_settings", "worker_init", "cpu_count"]
+
+def _segment(offset: float, duration: float | None) -> tuple[float, float | None]:
+    return round(float(offset), 6), None if duration is None else round(float(duration), 6)
 
 
 class ClipLoader:
-    """Loads clips as fitted float32 waveforms for one `Preprocessing`.
+    """Loads clips as fitted waveforms, dB spectrograms or model images, with caching.
 
     Parameters
     ----------
     preprocessing : Preprocessing
+    cache : ClipCache, bool or None
+        Where results are kept. None or True: the process-wide `default_cache()`
+        (memory up to a budget, then ``~/.cache/soundscape``); a `ClipCache` of your own
+        (e.g. ``ClipCache("/fast/disk/cache", memory_bytes=8 * 2**30)``); False: no caching.
+
+    Notes
+    -----
+    Every method gives exactly what the uncached path gives: `load` equals
+    ``preprocessing.load_audio(path, offset, duration).samples`` and `image` equals
+    ``preprocessing.image(preprocessing.load_audio(...))``.
     """
 
-    def __init__(self, preprocessing: Preprocessing):
+    def __init__(self, preprocessing: Preprocessing, cache: ClipCache | bool | None = None):
+        if not isinstance(preprocessing, Preprocessing):
+            raise ParameterError(f"preprocessing must be a Preprocessing, got {type(preprocessing).__name__}")
+        if cache is not None and not isinstance(cache, (bool, ClipCache)):
+            raise ParameterError(f"cache must be a ClipCache, True, False or None; got {type(cache).__name__}")
         self.preprocessing = preprocessing
+        self._cache = cache
 
+    @property
+    def cache(self) -> ClipCache | None:
+        """The cache in use (None when caching is off)."""
+        if self._cache is False:
+            return None
+        return default_cache() if self._cache in (None, True) else self._cache
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if state["_cache"] is not None and state["_cache"] is default_cache():
+            state["_cache"] = None  # a worker uses its own process-wide default cache
+        return state
+
+    def __repr__(self) -> str:
+        return f"<ClipLoader cache={self.cache!r}>"
+
+    # ------------------------------------------------------------------ keys
+    def _key(self, kind: str, path, offset: float, duration: float | None) -> str | None:
+        p = self.preprocessing
+        params = p.audio_cache_key() if kind == "audio" else p.spectrogram_cache_key()
+        try:
+            return source_key(path, kind, *_segment(offset, duration), params)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"audio file not found: {path}") from None
+
+    # ------------------------------------------------------------------ single clips
     def load(self, path: str | Path, offset: float = 0.0, duration: float | None = None) -> np.ndarray:
-        """Fitted waveform (samples at `preprocessing.sample_rate`) of a clip of `path`."""
-        return self.preprocessing.load_audio(path, offset=offset, duration=duration).samples
+        """Fitted waveform (float32 samples at `preprocessing.sample_rate`) of a clip of `path`.
+
+        Equals ``preprocessing.load_audio(path, offset, duration).samples``; a fresh array
+        the caller may change.
+        """
+        return np.array(self._audio(path, offset, duration))
+
+    def spectrogram(self, path: str | Path, offset: float = 0.0, duration: float | None = None) -> np.ndarray:
+        """dB spectrogram (freqs, frames), float32, of a clip: ``preprocessing.spectrogram_batch`` of it."""
+        return np.array(self._spectrogram(path, offset, duration))
+
+    def _audio(self, path, offset, duration) -> np.ndarray:
+        def compute():
+            return self.preprocessing.load_audio(path, offset=offset, duration=duration).samples
+
+        cache = self.cache
+        if cache is None:
+            return compute()
+        return cache.get_or_compute(self._key("audio", path, offset, duration), compute)
+
+    def _spectrogram(self, path, offset, duration) -> np.ndarray:
+        cache = self.cache
+        if cache is None:
+            return self._compute_spectrogram(path, offset, duration)
+        return cache.get_or_compute(self._key("spectrogram", path, offset, duration),
+                                    lambda: self._compute_spectrogram(path, offset, duration))
+
+    def _compute_spectrogram(self, path, offset, duration) -> np.ndarray:
+        cache = self.cache
+        samples = None
+        if cache is not None:  # reuse a cached waveform, but do not cache one just for this
+            samples = cache.get(self._key("audio", path, offset, duration))
+        if samples is None:
+            samples = self.preprocessing.load_audio(path, offset=offset, duration=duration).samples
+        wave = torch.from_numpy(np.array(samples, dtype=np.float32))[None]
+        return self.preprocessing.spectrogram_batch(wave)[0].numpy()
+
+    def image(self, path: str | Path, offset: float = 0.0, duration: float | None = None) -> torch.Tensor:
+        """Model input (channels, H, W) of a clip, made from its cached spectrogram."""
+        db = torch.from_numpy(self.spectrogram(path, offset, duration))
+        return self.preprocessing.spectrogram_images(db[None])[0]
+
+    # ------------------------------------------------------------------ batches
+    def load_batch(self, items: Sequence) -> torch.Tensor:
+        """Fitted waveforms (batch, samples) of `items` (paths or ``(path, offset, duration)``)."""
+        from .preprocessing import stack_waveforms
+
+        return stack_waveforms([self.load(*_item(it)) for it in items])
+
+    def spectrogram_batch(self, items: Sequence, device: str | torch.device | None = None) -> torch.Tensor:
+        """dB spectrograms (batch, freqs, frames) of `items`; misses are computed in one batch.
+
+        Clips whose spectrogram is not cached are decoded (or taken from the waveform
+        cache), stacked and sent through `Preprocessing.spectrogram_batch` together on
+        `device` (default CPU); the results are cached.
+        """
+        items = [_item(it) for it in items]
+        if not items:
+            raise ParameterError("items is empty: give at least one clip")
+        cache = self.cache
+        keys = [self._key("spectrogram", *it) for it in items] if cache is not None else [None] * len(items)
+        found: list = [cache.get(k) if cache is not None else None for k in keys]
+        missing = [i for i, f in enumerate(found) if f is None]
+        if missing:
+            waves = self.load_batch_uncached([items[i] for i in missing])
+            device = torch.device(device) if device is not None else waves.device
+            specs = self.preprocessing.spectrogram_batch(waves.to(device)).cpu().numpy()
+            for j, i in enumerate(missing):
+                found[i] = cache.put(keys[i], specs[j]) if cache is not None else specs[j]
+        shapes = {f.shape for f in found}
+        if len(shapes) > 1:
+            raise ParameterError(
+                f"clips in a batch give spectrograms of different shapes {sorted(shapes)}; "
+                "set Preprocessing.clip_duration so every clip has one length"
+            )
+        out = torch.from_numpy(np.stack(found))
+        return out if device is None else out.to(device)
+
+    def load_batch_uncached(self, items: Sequence) -> torch.Tensor:
+        """Like `load_batch`, but waveforms missing from the cache are not added to it."""
+        from .preprocessing import stack_waveforms
+
+        cache = self.cache
+        arrays = []
+        for it in items:
+            path, offset, duration = _item(it)
+            samples = cache.get(self._key("audio", path, offset, duration)) if cache is not None else None
+            if samples is None:
+                samples = self.preprocessing.load_audio(path, offset=offset, duration=duration).samples
+            arrays.append(samples)
+        return stack_waveforms(arrays)
+
+    def images(self, items: Sequence, device: str | torch.device | None = None) -> torch.Tensor:
+        """Model inputs (batch, channels, H, W) of `items`, through the batched engine on `device`."""
+        return self.preprocessing.spectrogram_images(self.spectrogram_batch(items, device=device))
+
+
+def _item(item) -> tuple[str | Path, float, float | None]:
+    if isinstance(item, (str, Path)):
+        return item, 0.0, None
+    if isinstance(item, (tuple, list)) and 1 <= len(item) <= 3:
+        path = item[0]
+        offset = float(item[1]) if len(item) > 1 and item[1] is not None else 0.0
+        duration = None if len(item) < 3 or item[2] is None else float(item[2])
+        return path, offset, duration
+    raise ParameterError(f"a clip is a path or (path, offset, duration), got {item!r}")
+
+
+# --------------------------------------------------------------------------- DataLoader settings
+def cpu_count() -> int:
+    """CPUs this process may use (respects affinity masks and container limits)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    try:  # cgroup v2 CPU quota, as set by docker --cpus
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
+def worker_init(worker_id: int) -> None:
+    """`worker_init_fn` for DataLoaders: one torch thread per worker, distinct numpy/random seeds.
+
+    Module-level, so it pickles for the spawn start method (notebooks on macOS/Windows).
+    """
+    torch.set_num_threads(1)
+    seed = torch.initial_seed() % 2**32  # torch gives each worker its own seed
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def default_loader_settings(device: str | torch.device | None = None, n_cpus: int | None = None) -> dict:
+    """DataLoader keyword arguments that keep the model busy on this machine.
+
+    Parameters
+    ----------
+    device : optional
+        Where the model runs (default: CUDA when available, else CPU).
+    n_cpus : int, optional
+        CPUs to plan for (default: `cpu_count()`).
+
+    Returns
+    -------
+    dict
+        ``batch_size``, ``num_workers``, ``persistent_workers``, ``pin_memory``,
+        ``prefetch_factor`` (only with workers), ``worker_init_fn`` and
+        ``multiprocessing_context``; pass them on as ``DataLoader(dataset, **settings)``.
+
+    Notes
+    -----
+    On a GPU the CPUs only prepare data, so all but one load clips; on a CPU the model
+    needs the cores too, so half of them (at least one) load clips while the main
+    process trains. Workers are kept between epochs (a worker start costs seconds under
+    spawn). The start method is fork where it is safe (Linux, CUDA not yet started)
+    and spawn elsewhere; both work in scripts and notebooks with soundscape's datasets.
+    """
+    device = torch.device(device) if device is not None else torch.device(
+        "cuda" if torch.cuda.is_available() else "cpu")
+    n = cpu_count() if n_cpus is None else int(n_cpus)
+    if n < 1:
+        raise ParameterError(f"n_cpus must be >= 1, got {n_cpus!r}")
+    gpu = device.type != "cpu"
+    workers = min(8, n - 1) if gpu else min(4, n // 2)
+    workers = max(1, workers)
+    settings = {
+        "batch_size": 64 if gpu else 32,
+        "num_workers": workers,
+        "persistent_workers": True,
+        "pin_memory": device.type == "cuda",
+        "prefetch_factor": 4 if gpu else 2,
+        "worker_init_fn": worker_init,
+        "multiprocessing_context": _start_method(),
+    }
+    return settings
+
+
+def _start_method() -> str:
+    """fork on Linux unless CUDA is initialised in this process (children cannot use it), else spawn."""
+    if sys.platform.startswith("linux") and not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return "fork"
+    return "spawn"
+
+
+def iter_items(paths: Iterable) -> list[tuple[str | Path, float, float | None]]:
+    """Normalise paths or ``(path, offset, duration)`` tuples to tuples."""
+    return [_item(p) for p in paths]

@@ -2,23 +2,46 @@
 
 A model file stores the weights, the architecture name and its arguments, the class
 names, whether the model is single- or multi-target, the full `Preprocessing`, the
-package version and a format version.
+package version and a format version. It is a ``torch.save`` archive of plain
+containers and tensors, loaded with ``torch.load(weights_only=True)`` (plus numpy arrays
+and torch/torchvision layer classes), so loading an untrusted file does not run code
+from it unless ``trusted=True`` is passed.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import __version__
-from .errors import ModelFileError
+from .errors import ModelFileError, ParameterError
 from .preprocessing import Preprocessing
 
+#: Version of the model-file layout written by this soundscape. Files with a higher
+#: number come from a newer soundscape and are refused with a clear message.
 FORMAT_VERSION = 1
+FORMAT_NAME = "soundscape-model"
+
+
+def _numpy_data_globals() -> list:
+    """numpy constructors of plain arrays and scalars (training checkpoints hold metrics)."""
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray
+    names = [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        names += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
+    return names
+
+_REQUIRED = ("architecture", "classes", "multi_target", "preprocessing", "state_dict")
 
 
 class Detector(torch.nn.Module):
@@ -39,7 +62,8 @@ class Detector(torch.nn.Module):
     architecture_kwargs : dict
         Extra arguments the architecture was built with.
     metadata : dict
-        Free-form information (training metrics, label_dict, ...).
+        Free-form information (training metrics, label_dict, ...); saved as plain
+        JSON-like values (numpy values become Python numbers and lists).
     """
 
     def __init__(
@@ -53,9 +77,15 @@ class Detector(torch.nn.Module):
         metadata: dict | None = None,
     ):
         super().__init__()
+        if not isinstance(preprocessing, Preprocessing):
+            raise ParameterError(
+                f"preprocessing must be a soundscape Preprocessing, got {type(preprocessing).__name__}"
+            )
         self.network = network
         self.architecture = architecture
         self.classes = [str(c) for c in classes]
+        if len(set(self.classes)) != len(self.classes):
+            raise ParameterError(f"classes must be unique, got {self.classes}")
         self.multi_target = bool(multi_target)
         self.preprocessing = preprocessing
         self.architecture_kwargs = dict(architecture_kwargs or {})
@@ -64,8 +94,13 @@ class Detector(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
 
+    @property
+    def default_activation(self) -> str:
+        """"sigmoid" for a multi-target model, "softmax" otherwise."""
+        return "sigmoid" if self.multi_target else "softmax"
+
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the model file atomically (temp file + rename)."""
+        """Write the model file atomically (temp file + rename); returns its path."""
         return save_model(path, self)
 
     def __repr__(self) -> str:
@@ -73,19 +108,41 @@ class Detector(torch.nn.Module):
         return f"<Detector {self.architecture} {kind} classes={self.classes}>"
 
 
+def _plain(value: Any) -> Any:
+    """`value` as plain Python containers/scalars/tensors, safe for weights_only loading."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, torch.nn.Module):  # a pickled network (see models.PICKLED_MODULE)
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, dict):
+        return {(k if isinstance(k, (str, int, float, bool)) else str(k)): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
 def model_payload(detector: Detector) -> dict[str, Any]:
-    """The dict stored in a model file."""
+    """The dict stored in a model file (also embedded in training checkpoints)."""
     return {
-        "format": "soundscape-model",
+        "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "soundscape_version": __version__,
+        "torch_version": str(torch.__version__),
         "architecture": detector.architecture,
-        "architecture_kwargs": detector.architecture_kwargs,
-        "classes": detector.classes,
+        "architecture_kwargs": _plain(detector.architecture_kwargs),
+        "classes": list(detector.classes),
         "multi_target": detector.multi_target,
-        "preprocessing": detector.preprocessing.to_dict(),
-        "metadata": detector.metadata,
-        "state_dict": detector.network.state_dict(),
+        "preprocessing": _plain(detector.preprocessing.to_dict()),
+        "metadata": _plain(detector.metadata),
+        "state_dict": {k: v.detach().cpu() for k, v in detector.network.state_dict().items()},
     }
 
 
@@ -106,48 +163,163 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
 
 def save_model(path: str | os.PathLike, detector: Detector) -> Path:
     """Save `detector` as a model file."""
+    if not isinstance(detector, Detector):
+        raise ParameterError(f"save_model needs a Detector, got {type(detector).__name__}")
     return atomic_torch_save(model_payload(detector), path)
 
 
-def detector_from_payload(payload: dict, source: str = "model file") -> Detector:
-    """Rebuild a Detector from a model-file dict."""
-    from .torch.models import build
-
+def _check_payload(payload: Any, source: str) -> dict:
+    if not isinstance(payload, dict):
+        raise ModelFileError(
+            f"{source}: not a soundscape model file (it holds a {type(payload).__name__}, "
+            "not a model-file dict); save models with Detector.save"
+        )
+    if "model" in payload and isinstance(payload["model"], dict) and "format_version" in payload["model"]:
+        payload = payload["model"]  # a training checkpoint embeds a model payload
+    fmt = payload.get("format", FORMAT_NAME)
     version = payload.get("format_version")
-    if version is None:
-        raise ModelFileError(f"{source}: not a soundscape model file (no format_version)")
+    if fmt != FORMAT_NAME or version is None:
+        keys = sorted(str(k) for k in payload)[:8]
+        raise ModelFileError(
+            f"{source}: not a soundscape model file (no '{FORMAT_NAME}' format marker; "
+            f"top-level keys {keys}). A bare state_dict or another program's checkpoint cannot "
+            "be loaded as a Detector; build the network and call load_state_dict instead"
+        )
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ModelFileError(f"{source}: invalid model format_version {version!r}")
     if version > FORMAT_VERSION:
         raise ModelFileError(
             f"{source}: written by a newer soundscape (model format {version}, "
             f"soundscape {payload.get('soundscape_version')}); this soundscape {__version__} reads "
-            f"format <= {FORMAT_VERSION}. Upgrade soundscape to load it."
+            f"model format <= {FORMAT_VERSION}. Upgrade soundscape to load it."
         )
+    missing = [k for k in _REQUIRED if k not in payload]
+    if missing:
+        raise ModelFileError(f"{source}: model file is incomplete, missing {missing}")
+    return payload
+
+
+def detector_from_payload(payload: dict, source: str = "model file") -> Detector:
+    """Rebuild a Detector (in eval mode) from a model-file dict."""
+    from .torch.models import architectures, build
+
+    payload = _check_payload(payload, source)
     classes = payload["classes"]
-    network = build(payload["architecture"], len(classes), **payload.get("architecture_kwargs", {}))
-    network.load_state_dict(payload["state_dict"])
+    arch = payload["architecture"]
+    if arch not in architectures():
+        raise ModelFileError(
+            f"{source}: architecture {arch!r} is not registered in this session (known: "
+            f"{architectures()}); import or register it (soundscape.torch.models.register) "
+            "before loading"
+        )
+    try:
+        preprocessing = Preprocessing.from_dict(payload["preprocessing"])
+    except (ParameterError, TypeError) as exc:
+        raise ModelFileError(f"{source}: invalid preprocessing in model file ({exc})") from exc
+    try:
+        network = build(arch, len(classes), **(payload.get("architecture_kwargs") or {}))
+        network.load_state_dict(payload["state_dict"])
+    except (RuntimeError, TypeError, ValueError, KeyError) as exc:
+        raise ModelFileError(
+            f"{source}: weights do not fit architecture {arch!r} with {len(classes)} classes ({exc})"
+        ) from exc
     network.eval()
-    return Detector(
-        network,
-        payload["architecture"],
-        classes,
-        payload["multi_target"],
-        Preprocessing.from_dict(payload["preprocessing"]),
-        payload.get("architecture_kwargs"),
-        payload.get("metadata"),
+    detector = Detector(
+        network, arch, classes, payload["multi_target"], preprocessing,
+        payload.get("architecture_kwargs"), payload.get("metadata"),
     )
+    return detector.eval()
 
 
-def load_model(path: str | os.PathLike) -> Detector:
-    """Load a model file written by `Detector.save` (or a checkpoint written by `train`)."""
+#: classes of a pickled network that are loaded without trusted=True: torch's and
+#: torchvision's own layers (user-defined classes need trusted=True)
+SAFE_MODULE_PREFIXES = ("torch.nn.modules.", "torchvision.models.", "torchvision.ops.")
+
+
+def _library_globals(path: Path) -> list | None:
+    """torch/torchvision layer classes a file needs, or None if it needs anything else."""
+    import importlib
+
+    names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    found = []
+    for name in names:
+        if not name.startswith(SAFE_MODULE_PREFIXES):
+            return None
+        module, _, attr = name.rpartition(".")
+        try:
+            found.append(getattr(importlib.import_module(module), attr))
+        except (ImportError, AttributeError):
+            return None
+    return found
+
+
+def _torch_load(path: Path, trusted: bool) -> Any:
+    if trusted or not hasattr(torch.serialization, "safe_globals"):  # torch < 2.5: no allowlists
+        return torch.load(str(path), map_location="cpu", weights_only=False)
+    allowed = _numpy_data_globals()
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" not in str(exc).lower():
+            raise
+        layers = _library_globals(path)
+        if layers is None:
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+            raise ModelFileError(
+                f"{path}: holds Python objects other than tensors, plain values and torch "
+                f"layers ({names[:5]}); if you trust its source, load it with "
+                "load_model(path, trusted=True)"
+            ) from exc
+    with torch.serialization.safe_globals(allowed + layers):
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device | None = None,
+               trusted: bool = False) -> Detector:
+    """Load a model file written by `Detector.save` (or a checkpoint written by `train`).
+
+    Parameters
+    ----------
+    path : path
+        The model file (``.model``) or training checkpoint (``epoch-N.tar``).
+    device : str or torch.device, optional
+        Move the model there (default: CPU).
+    trusted : bool
+        Allow arbitrary pickled Python objects in the file (only for files from a source
+        you trust). Not needed for soundscape's files with registered architectures, nor
+        for networks built from torch/torchvision layers; a network of your own classes
+        stored whole (architecture ``"torch_module"``) needs it.
+
+    Returns
+    -------
+    Detector
+        In eval mode.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ModelFileError
+        The file is corrupt or truncated, is not a soundscape model file, or comes from
+        a newer soundscape (format version above `FORMAT_VERSION`).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"model file not found: {path}")
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a folder, not a model file")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{path}: model file is empty (0 bytes)")
     try:
-        payload = torch.load(str(path), map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ModelFileError(f"{path}: not a readable model file ({exc})") from exc
-    if not isinstance(payload, dict):
-        raise ModelFileError(f"{path}: not a soundscape model file")
-    if "model" in payload and isinstance(payload["model"], dict) and "format_version" in payload["model"]:
-        payload = payload["model"]  # a training checkpoint embeds a model payload
-    return detector_from_payload(payload, str(path))
+        payload = _torch_load(path, trusted)
+    except ModelFileError:
+        raise
+    except Exception as exc:  # torch raises RuntimeError, KeyError, EOFError... for bad files
+        msg = str(exc).split("\n")[0][:200]
+        raise ModelFileError(
+            f"{path}: not a readable model file; it is corrupt, truncated or not a torch "
+            f"archive ({type(exc).__name__}: {msg})"
+        ) from exc
+    detector = detector_from_payload(payload, str(path))
+    return detector.to(device) if device is not None else detector

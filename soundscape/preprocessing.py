@@ -26,6 +26,8 @@ from .errors import ParameterError
 from .spectrogram import MelSpectrogram, Spectrogram
 
 SHORT_CLIP_POLICIES = ("pad", "extend", "error")
+_AUDIO_FIELDS = ("sample_rate", "clip_duration", "short_clip")
+_IMAGE_FIELDS = ("height", "width", "channels")
 
 
 @dataclass(frozen=True)
@@ -120,10 +122,31 @@ class Preprocessing:
         return dataclasses.replace(self, **changes)
 
     def cache_key(self) -> str:
-        """Short hash of the parameters (for caches keyed by preprocessing)."""
+        """Short hash of all the parameters (for caches keyed by preprocessing)."""
+        return self._hash(self.to_dict())
+
+    def audio_cache_key(self) -> str:
+        """Hash of the parameters that decide the fitted waveform (rate, duration, short-clip policy)."""
+        return self._hash({k: getattr(self, k) for k in _AUDIO_FIELDS})
+
+    def spectrogram_cache_key(self) -> str:
+        """Hash of the parameters that decide the dB spectrogram (all but the image size)."""
         d = self.to_dict()
+        for k in _IMAGE_FIELDS:
+            d.pop(k)
+        return self._hash(d)
+
+    @staticmethod
+    def _hash(d: dict) -> str:
+        d = dict(d)
         d.pop("extra", None)
-        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    @property
+    def n_frames(self) -> int | None:
+        """Spectrogram frames per clip, or None without a fixed clip duration."""
+        n = self.clip_samples
+        return None if n is None else features.n_frames(n, self.window_samples, self.overlap_samples)
 
     @property
     def clip_samples(self) -> int | None:
@@ -182,7 +205,10 @@ class Preprocessing:
 
     # ------------------------------------------------------------------ batched engine
     def spectrogram_batch(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """dB spectrograms (batch, freqs, frames) of fitted waveforms (batch, samples)."""
+        """dB spectrograms (batch, freqs, frames) of fitted waveforms (batch, samples).
+
+        Runs on the waveforms' device; equals `spectrogram` of each clip to float tolerance.
+        """
         power = features.stft_power(
             waveforms, self.sample_rate, self.window_type, self.window_samples,
             self.overlap_samples, self.scaling,
@@ -194,16 +220,28 @@ class Preprocessing:
             )
             power = torch.matmul(fb, power)
         elif self.min_frequency is not None or self.max_frequency is not None:
-            keep = features.frequency_mask(
+            rows = features.band_rows(
                 self.window_samples, self.sample_rate, self.min_frequency, self.max_frequency
             )
-            power = power[:, torch.from_numpy(keep).to(power.device)]
-        return features.power_to_db(power, self.decibel_limits)
+            power = power[:, rows.start:rows.stop]
+        return features.power_to_db(power, self.decibel_limits, inplace=True)
 
-    def images(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """Model inputs (batch, channels, H, W) from fitted waveforms (batch, samples)."""
-        db = self.spectrogram_batch(waveforms)
+    def spectrogram_images(self, db: torch.Tensor) -> torch.Tensor:
+        """Model inputs (batch, channels, H, W) from dB spectrograms (batch, freqs, frames)."""
         return features.db_to_image(db, self.decibel_limits, self.height, self.width, self.channels)
+
+    def images(self, waveforms: torch.Tensor, device: str | torch.device | None = None) -> torch.Tensor:
+        """Model inputs (batch, channels, H, W) from fitted waveforms (batch, samples).
+
+        Parameters
+        ----------
+        waveforms : (batch, samples) tensor
+        device : optional
+            Compute there (e.g. "cuda"); default: where `waveforms` are.
+        """
+        if device is not None:
+            waveforms = waveforms.to(device, non_blocking=True)
+        return self.spectrogram_images(self.spectrogram_batch(waveforms))
 
     def image(self, audio: Audio) -> torch.Tensor:
         """(channels, H, W) model input of one clip through the batched engine."""

@@ -7,9 +7,13 @@ the two agree to float tolerance.
 
 from __future__ import annotations
 
+from numbers import Integral, Real
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
+import scipy.fft
+from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
 from .audio import Audio
@@ -17,7 +21,7 @@ from .errors import ParameterError
 
 #: power floor before taking dB, so silence maps to a finite value (then clipped)
 POWER_FLOOR = 1e-20
-_BLOCK_FRAMES = 8192  # frames per block when computing long spectrograms
+_BLOCK_FRAMES = 1024  # frames per block: bounds memory on long audio and stays cache friendly
 
 
 def _window(window_type: str, n: int) -> np.ndarray:
@@ -25,8 +29,84 @@ def _window(window_type: str, n: int) -> np.ndarray:
 
     try:
         return get_window(window_type, n, fftbins=True).astype(np.float64)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise ParameterError(f"unknown window_type {window_type!r}: {exc}") from exc
+
+
+def _check_int(value, name: str, minimum: int) -> int:
+    ok = isinstance(value, Real) and not isinstance(value, bool) and np.isfinite(value)
+    if not ok or int(value) != value or value < minimum:
+        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_limits(limits, name: str = "decibel_limits") -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in limits)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be a pair (low, high), got {limits!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ParameterError(f"{name} must be finite with low < high, got {limits!r}")
+    return lo, hi
+
+
+def _power_blocks(
+    samples: np.ndarray,
+    sample_rate: int,
+    window_type: str,
+    window_samples: int,
+    overlap_samples: int,
+    scaling: str,
+) -> tuple[int, int, Iterator[tuple[int, np.ndarray]]]:
+    """Validate the STFT arguments; return (n_freqs, n_frames, blocks).
+
+    `blocks` yields ``(first_frame, power)`` with power of shape (frames, n_freqs),
+    float64, one-sided and scaled exactly as scipy.signal.spectrogram (frame means removed).
+    """
+    window_samples = _check_int(window_samples, "window_samples", 1)
+    overlap_samples = _check_int(overlap_samples, "overlap_samples", 0)
+    if overlap_samples >= window_samples:
+        raise ParameterError(
+            f"overlap_samples ({overlap_samples}) must be smaller than "
+            f"window_samples ({window_samples})"
+        )
+    if scaling not in ("spectrum", "density"):
+        raise ParameterError(f"scaling must be 'spectrum' or 'density', got {scaling!r}")
+    if len(samples) < window_samples:
+        raise ParameterError(
+            f"the window ({window_samples} samples) is longer than "
+            f"the audio ({len(samples)} samples)"
+        )
+    hop = window_samples - overlap_samples
+    win = _window(window_type, window_samples)
+    scale = 1.0 / win.sum() ** 2 if scaling == "spectrum" else 1.0 / (sample_rate * (win**2).sum())
+    n_freqs = window_samples // 2 + 1
+    weights = np.full(n_freqs, 2 * scale)  # one-sided: double all bins but DC (and Nyquist)
+    weights[0] = scale
+    if window_samples % 2 == 0:
+        weights[-1] = scale
+    frames = sliding_window_view(samples, window_samples)[::hop]  # a view, no copy
+
+    def blocks():
+        for b0 in range(0, len(frames), _BLOCK_FRAMES):
+            block = frames[b0 : b0 + _BLOCK_FRAMES]
+            buf = block * win  # float64
+            buf -= block.mean(axis=1, dtype=np.float64)[:, None] * win  # (x - mean) * win
+            spec = scipy.fft.rfft(buf, axis=1, overwrite_x=True)
+            power = spec.real**2
+            power += spec.imag**2
+            power *= weights
+            yield b0, power
+
+    return n_freqs, len(frames), blocks()
+
+
+def _frame_axes(n_frames: int, window_samples: int, overlap_samples: int, sample_rate: int):
+    frequencies = np.fft.rfftfreq(window_samples, 1 / sample_rate)
+    times = (
+        np.arange(n_frames) * (window_samples - overlap_samples) + window_samples / 2
+    ) / sample_rate
+    return frequencies, times
 
 
 def stft_power(
@@ -45,45 +125,27 @@ def stft_power(
     frequencies : (n_freqs,) Hz
     times : (n_frames,) window centres in seconds
     """
-    window_samples = int(window_samples)
-    overlap_samples = int(overlap_samples)
-    if window_samples <= 0:
-        raise ParameterError(f"window_samples must be > 0, got {window_samples}")
-    if not (0 <= overlap_samples < window_samples):
-        raise ParameterError(
-            f"overlap_samples ({overlap_samples}) must be >= 0 and smaller than "
-            f"window_samples ({window_samples})"
-        )
-    if scaling not in ("spectrum", "density"):
-        raise ParameterError(f"scaling must be 'spectrum' or 'density', got {scaling!r}")
-    if len(samples) < window_samples:
-        raise ParameterError(
-            f"the window ({window_samples} samples) is longer than the audio ({len(samples)} samples)"
-        )
-    hop = window_samples - overlap_samples
-    win = _window(window_type, window_samples)
-    scale = 1.0 / (win.sum() ** 2) if scaling == "spectrum" else 1.0 / (sample_rate * (win**2).sum())
-    n_frames = 1 + (len(samples) - window_samples) // hop
-    n_freqs = window_samples // 2 + 1
-    frames_all = np.lib.stride_tricks.sliding_window_view(samples, window_samples)[::hop]
+    n_freqs, n_frames, blocks = _power_blocks(
+        np.asarray(samples), sample_rate, window_type, window_samples, overlap_samples, scaling
+    )
     power = np.empty((n_freqs, n_frames), dtype=np.float32)
-    for b0 in range(0, n_frames, _BLOCK_FRAMES):  # blocks bound memory on long audio
-        frames = frames_all[b0:b0 + _BLOCK_FRAMES].astype(np.float64)
-        frames = (frames - frames.mean(axis=1, keepdims=True)) * win
-        spec = np.abs(np.fft.rfft(frames, axis=1)) ** 2 * scale
-        spec[:, 1:n_freqs - (1 if window_samples % 2 == 0 else 0)] *= 2
-        power[:, b0:b0 + _BLOCK_FRAMES] = spec.T
-    frequencies = np.fft.rfftfreq(window_samples, 1 / sample_rate)
-    times = (np.arange(n_frames) * hop + window_samples / 2) / sample_rate
-    return power, frequencies, times
+    for b0, block in blocks:
+        power[:, b0 : b0 + len(block)] = block.T
+    return (power, *_frame_axes(n_frames, window_samples, overlap_samples, sample_rate))
+
+
+def _db_in_place(power: np.ndarray, decibel_limits: tuple[float, float] | None) -> np.ndarray:
+    np.maximum(power, POWER_FLOOR, out=power)
+    np.log10(power, out=power)
+    power *= 10
+    if decibel_limits is not None:
+        np.clip(power, decibel_limits[0], decibel_limits[1], out=power)
+    return power
 
 
 def power_to_db(power: np.ndarray, decibel_limits: tuple[float, float] | None) -> np.ndarray:
-    """10*log10(power), floored at POWER_FLOOR, clipped to `decibel_limits` if given."""
-    db = 10 * np.log10(np.maximum(power, POWER_FLOOR))
-    if decibel_limits is not None:
-        db = np.clip(db, decibel_limits[0], decibel_limits[1])
-    return db.astype(np.float32)
+    """10*log10(power), floored at POWER_FLOOR, clipped to `decibel_limits` if given (float32)."""
+    return _db_in_place(np.array(power, dtype=np.float64), decibel_limits).astype(np.float32)
 
 
 def db_to_unit(db: np.ndarray, decibel_limits: tuple[float, float]) -> np.ndarray:
@@ -92,10 +154,34 @@ def db_to_unit(db: np.ndarray, decibel_limits: tuple[float, float]) -> np.ndarra
     return np.clip((db - lo) / (hi - lo), 0.0, 1.0)
 
 
-class Spectrogram:
-    """A power spectrogram in dB: `spectrogram[freq, time]`, with `frequencies` and `times`.
+def _db_spectrogram(
+    audio: Audio,
+    window_type: str,
+    window_samples: int,
+    overlap_samples: int,
+    decibel_limits: tuple[float, float],
+    scaling: str,
+    project: Callable[[np.ndarray], np.ndarray] | None = None,
+    n_out: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """dB spectrogram computed block by block (optionally projected, e.g. onto mel filters)."""
+    n_freqs, n_frames, blocks = _power_blocks(
+        audio.samples, audio.sample_rate, window_type, window_samples, overlap_samples, scaling
+    )
+    out = np.empty((n_out or n_freqs, n_frames), dtype=np.float32)
+    for b0, power in blocks:
+        if project is not None:
+            power = project(power)
+        out[:, b0 : b0 + len(power)] = _db_in_place(power, decibel_limits).T
+    return (out, *_frame_axes(n_frames, window_samples, overlap_samples, audio.sample_rate))
 
-    Build one with `Spectrogram.from_audio(audio)`.
+
+class Spectrogram:
+    """A power spectrogram in dB: ``spectrogram[freq, time]``; `frequencies` (Hz), `times` (s).
+
+    Build one with `Spectrogram.from_audio(audio)`. Every method returns a new object.
+    `decibel_limits` is the value range that `to_image` and `plot` map from white
+    (low) to black (high); the scaling methods replace it with their output range.
     """
 
     def __init__(
@@ -112,7 +198,9 @@ class Spectrogram:
         frequencies = np.asarray(frequencies, dtype=np.float64)
         times = np.asarray(times, dtype=np.float64)
         if spectrogram.ndim != 2:
-            raise ParameterError(f"spectrogram must be 2-D (frequencies x times), got shape {spectrogram.shape}")
+            raise ParameterError(
+                f"spectrogram must be 2-D (frequencies x times), got shape {spectrogram.shape}"
+            )
         if spectrogram.shape != (len(frequencies), len(times)):
             raise ParameterError(
                 f"spectrogram shape {spectrogram.shape} does not match "
@@ -121,7 +209,7 @@ class Spectrogram:
         self.spectrogram = spectrogram
         self.frequencies = frequencies
         self.times = times
-        self.decibel_limits = tuple(decibel_limits)
+        self.decibel_limits = _check_limits(decibel_limits)
         self.window_samples = window_samples
         self.overlap_samples = overlap_samples
         self.sample_rate = sample_rate
@@ -139,32 +227,57 @@ class Spectrogram:
     ) -> "Spectrogram":
         """Power spectrogram in dB of `audio`, clipped to `decibel_limits`.
 
-        At 22050 Hz a 2-s clip gives 257 frequency bins x 171 frames with the defaults.
+        Values equal ``10*log10`` of ``scipy.signal.spectrogram`` with the same window,
+        ``nperseg``, ``noverlap`` and ``scaling``; `times` are the window centres. At
+        22050 Hz a 2-s clip gives 257 frequency bins x 171 frames with the defaults.
+
+        Parameters
+        ----------
+        audio : Audio
+        window_type : str
+            Any window scipy.signal.get_window knows ("hann", "hamming", "blackman", ...).
+        window_samples, overlap_samples : int
+            FFT window length and the overlap of consecutive windows, in samples.
+        decibel_limits : (low, high)
+            Values are clipped to this range.
+        scaling : {"spectrum", "density"}
+            Power spectrum (V**2) or power spectral density (V**2/Hz).
         """
         if not isinstance(audio, Audio):
-            raise TypeError(f"Spectrogram.from_audio expects an Audio object, got {type(audio).__name__}")
-        power, freqs, times = stft_power(
-            audio.samples, audio.sample_rate, window_type, window_samples, overlap_samples, scaling
+            raise TypeError(
+                f"Spectrogram.from_audio expects an Audio object, got {type(audio).__name__}"
+            )
+        limits = _check_limits(decibel_limits)
+        db, freqs, times = _db_spectrogram(
+            audio, window_type, window_samples, overlap_samples, limits, scaling
         )
-        return cls(
-            power_to_db(power, decibel_limits), freqs, times, decibel_limits,
-            window_samples, overlap_samples, audio.sample_rate,
-        )
+        return cls(db, freqs, times, limits, window_samples, overlap_samples, audio.sample_rate)
 
-    def _new(self, spectrogram, frequencies=None, times=None, decibel_limits=None) -> "Spectrogram":
+    #: True once values are rescaled (no longer dB); only changes the colour-bar label
+    scaled = False
+
+    def _new(
+        self, spectrogram, frequencies=None, times=None, decibel_limits=None, scaled=None
+    ) -> "Spectrogram":
         out = object.__new__(type(self))
         out.__dict__.update(self.__dict__)
+        if scaled is not None:
+            out.scaled = scaled
         Spectrogram.__init__(
-            out, spectrogram,
+            out,
+            spectrogram,
             self.frequencies if frequencies is None else frequencies,
             self.times if times is None else times,
             self.decibel_limits if decibel_limits is None else decibel_limits,
-            self.window_samples, self.overlap_samples, self.sample_rate,
+            self.window_samples,
+            self.overlap_samples,
+            self.sample_rate,
         )
         return out
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(number of frequencies, number of frames)."""
         return self.spectrogram.shape
 
     @property
@@ -172,7 +285,11 @@ class Spectrogram:
         """Time span covered by the frames (first window start to last window end), seconds."""
         if len(self.times) == 0:
             return 0.0
-        half = self.window_samples / self.sample_rate / 2 if self.window_samples and self.sample_rate else 0.0
+        half = (
+            self.window_samples / self.sample_rate / 2
+            if self.window_samples and self.sample_rate
+            else 0.0
+        )
         return float(self.times[-1] - self.times[0] + 2 * half)
 
     def __repr__(self) -> str:
@@ -183,9 +300,11 @@ class Spectrogram:
 
     # ------------------------------------------------------------------ transforms
     def bandpass(self, min_f: float, max_f: float) -> "Spectrogram":
-        """Keep only the rows with `min_f <= frequency <= max_f`."""
-        if min_f >= max_f or min_f < 0:
-            raise ParameterError(f"bandpass needs 0 <= min_f < max_f; got min_f={min_f}, max_f={max_f}")
+        """Keep only the rows with ``min_f <= frequency <= max_f`` (Hz)."""
+        if not (0 <= min_f < max_f):
+            raise ParameterError(
+                f"bandpass needs 0 <= min_f < max_f; got min_f={min_f}, max_f={max_f}"
+            )
         keep = (self.frequencies >= min_f) & (self.frequencies <= max_f)
         if not keep.any():
             raise ParameterError(
@@ -195,58 +314,58 @@ class Spectrogram:
         return self._new(self.spectrogram[keep], frequencies=self.frequencies[keep])
 
     def trim(self, start_time: float, end_time: float) -> "Spectrogram":
-        """Keep only the frames whose centre lies in [start_time, end_time]."""
-        if start_time < 0 or end_time <= start_time:
+        """Keep only the frames whose centre lies in [start_time, end_time] (seconds)."""
+        span = (
+            f"frames span {self.times[0]:.3f}-{self.times[-1]:.3f} s"
+            if len(self.times)
+            else "no frames"
+        )
+        if not (0 <= start_time < end_time):
             raise ParameterError(
-                f"trim needs 0 <= start_time < end_time; got {start_time}, {end_time} "
-                f"(frames span {self.times[0]:.3f}-{self.times[-1]:.3f} s)"
+                f"trim needs 0 <= start_time < end_time; got {start_time}, {end_time} ({span})"
             )
         keep = (self.times >= start_time) & (self.times <= end_time)
         if not keep.any():
-            raise ParameterError(
-                f"no frame lies in [{start_time}, {end_time}] s "
-                f"(frames span {self.times[0]:.3f}-{self.times[-1]:.3f} s)"
-            )
+            raise ParameterError(f"no frame centre lies in [{start_time}, {end_time}] s ({span})")
         return self._new(self.spectrogram[:, keep], times=self.times[keep])
 
     def limit_db_range(self, min_db: float = -100, max_db: float = -20) -> "Spectrogram":
-        """Clip values to [min_db, max_db]."""
-        if min_db >= max_db:
-            raise ParameterError(f"min_db ({min_db}) must be smaller than max_db ({max_db})")
-        return self._new(np.clip(self.spectrogram, min_db, max_db), decibel_limits=(min_db, max_db))
+        """Clip values to [min_db, max_db] (which become the new `decibel_limits`)."""
+        limits = _check_limits((min_db, max_db), "(min_db, max_db)")
+        return self._new(np.clip(self.spectrogram, *limits), decibel_limits=limits)
 
     def linear_scale(self, feature_range: tuple[float, float] = (0, 1)) -> "Spectrogram":
-        """Map the decibel limits linearly onto `feature_range`."""
-        lo, hi = feature_range
+        """Map `decibel_limits` linearly onto `feature_range` (values outside are clipped)."""
+        lo, hi = _check_limits(feature_range, "feature_range")
         unit = db_to_unit(self.spectrogram, self.decibel_limits)
-        return self._new(lo + unit * (hi - lo))
+        return self._new(lo + unit * (hi - lo), decibel_limits=(lo, hi), scaled=True)
 
     def min_max_scale(self, feature_range: tuple[float, float] = (0, 1)) -> "Spectrogram":
         """Map the smallest value to feature_range[0] and the largest to feature_range[1]."""
-        lo, hi = feature_range
+        lo, hi = _check_limits(feature_range, "feature_range")
         s = self.spectrogram
         span = float(s.max() - s.min())
         unit = (s - s.min()) / span if span > 0 else np.zeros_like(s)
-        return self._new(lo + unit * (hi - lo))
+        return self._new(lo + unit * (hi - lo), decibel_limits=(lo, hi), scaled=True)
 
     def amplitude(self, freq_range: tuple[float, float] | None = None) -> np.ndarray:
-        """Sum of values over frequency (optionally only rows within `freq_range`), per frame."""
+        """Per frame, the sum of the values over frequency (rows in `freq_range` Hz if given)."""
         spec = self if freq_range is None else self.bandpass(*freq_range)
         return spec.spectrogram.sum(axis=0)
 
     def net_amplitude(
-        self, signal_band: tuple[float, float], reject_bands: list[tuple[float, float]] | None = None
+        self,
+        signal_band: tuple[float, float],
+        reject_bands: list[tuple[float, float]] | None = None,
     ) -> np.ndarray:
-        """Amplitude in `signal_band` minus the amplitudes in each of `reject_bands`, per frame."""
+        """Per frame, the amplitude in `signal_band` minus the amplitudes in `reject_bands`."""
         out = self.amplitude(signal_band)
         for band in reject_bands or []:
             out = out - self.amplitude(band)
         return out
 
     # ------------------------------------------------------------------ output
-    def to_image(
-        self, shape: tuple[int, int] | None = None, mode: str = "RGB"
-    ) -> Image.Image:
+    def to_image(self, shape: tuple[int, int] | None = None, mode: str = "RGB") -> Image.Image:
         """PIL image: loudest = black, quietest = white, low frequencies at the bottom.
 
         Parameters
@@ -258,14 +377,16 @@ class Spectrogram:
         """
         if mode not in ("RGB", "L"):
             raise ParameterError(f"mode must be 'RGB' or 'L', got {mode!r}")
-        from .features import resize_unit_image
-
         unit = 1.0 - db_to_unit(self.spectrogram, self.decibel_limits)  # loud -> 0 (black)
-        unit = unit[::-1]  # low frequencies at the bottom
+        unit = unit[::-1]  # row 0 is the top of an image: highest frequency first
         if shape is not None:
+            if len(shape) != 2 or not all(isinstance(v, Integral) and v >= 1 for v in shape):
+                raise ParameterError(f"shape must be (width, height) in pixels, got {shape!r}")
+            from .features import resize_unit_image
+
             width, height = shape
-            unit = resize_unit_image(unit, height, width)
-        img = Image.fromarray(np.round(np.clip(unit, 0, 1) * 255).astype(np.uint8), mode="L")
+            unit = resize_unit_image(unit, int(height), int(width))
+        img = Image.fromarray(np.round(np.clip(unit, 0, 1) * 255).astype(np.uint8))
         return img.convert(mode)
 
     def plot(
@@ -277,9 +398,20 @@ class Spectrogram:
         cmap: str = "Greys",
         figsize: tuple[float, float] = (8, 4),
     ):
-        """Plot with matplotlib (seconds on x, Hz on y). Returns ``(fig, ax)``.
+        """Plot with matplotlib: time (s) on x, frequency (Hz) on y, louder = darker.
 
-        Works inline in notebooks; with `fname` the figure is also saved there.
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+            Draw into these axes; None makes a new figure.
+        colorbar : bool
+            Add a colour bar labelled with the value units.
+        fname : path, optional
+            Also save the figure there (format from the extension).
+
+        Returns
+        -------
+        (fig, ax) : the matplotlib Figure and Axes (shown inline in notebooks).
         """
         import matplotlib.pyplot as plt
 
@@ -287,40 +419,78 @@ class Spectrogram:
             fig, ax = plt.subplots(figsize=figsize)
         else:
             fig = ax.figure
-        mesh = ax.pcolormesh(
-            self.times, self.frequencies, self.spectrogram, shading="auto", cmap=cmap,
-            vmin=self.decibel_limits[0], vmax=self.decibel_limits[1],
-        )
+        lo, hi = self.decibel_limits
+        if _uniform(self.frequencies) and _uniform(self.times):
+            extent = (*_edges(self.times), *_edges(self.frequencies))
+            image = ax.imshow(
+                self.spectrogram,
+                origin="lower",
+                aspect="auto",
+                extent=extent,
+                cmap=cmap,
+                vmin=lo,
+                vmax=hi,
+                interpolation="nearest",
+            )
+        else:  # e.g. mel bands: uneven frequency spacing
+            image = ax.pcolormesh(
+                self.times,
+                self.frequencies,
+                self.spectrogram,
+                shading="nearest",
+                cmap=cmap,
+                vmin=lo,
+                vmax=hi,
+            )
         ax.set_xlabel("time (s)")
         ax.set_ylabel("frequency (Hz)")
         if title:
             ax.set_title(title)
         if colorbar:
-            fig.colorbar(mesh, ax=ax, label="dB")
+            fig.colorbar(image, ax=ax, label="scaled value" if self.scaled else "dB")
         if fname is not None:
             fig.savefig(fname, bbox_inches="tight")
         return fig, ax
 
 
+def _uniform(values: np.ndarray) -> bool:
+    if len(values) < 3:
+        return True
+    steps = np.diff(values)
+    return bool(np.allclose(steps, steps[0], rtol=1e-6, atol=0))
+
+
+def _edges(centres: np.ndarray) -> tuple[float, float]:
+    """First and last cell edges around evenly spaced centres."""
+    half = (centres[1] - centres[0]) / 2 if len(centres) > 1 else 0.5
+    return float(centres[0] - half), float(centres[-1] + half)
+
+
+def _hz_to_mel(f):
+    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+
+def _mel_to_hz(m):
+    return 700.0 * (10 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def _mel_edges(n_mels: int, min_f: float, max_f: float) -> np.ndarray:
+    return _mel_to_hz(np.linspace(_hz_to_mel(min_f), _hz_to_mel(max_f), n_mels + 2))
+
+
 def mel_filterbank(
     n_mels: int, n_fft: int, sample_rate: int, min_f: float = 0.0, max_f: float | None = None
 ) -> np.ndarray:
-    """Triangular mel filters (HTK mel scale), shape (n_mels, n_fft // 2 + 1)."""
+    """Triangular mel filters (HTK mel scale, peak 1), shape (n_mels, n_fft // 2 + 1)."""
+    n_mels = _check_int(n_mels, "n_mels", 1)
+    n_fft = _check_int(n_fft, "n_fft", 1)
     max_f = sample_rate / 2 if max_f is None else max_f
     if not (0 <= min_f < max_f <= sample_rate / 2):
         raise ParameterError(
-            f"mel band needs 0 <= min_f < max_f <= Nyquist ({sample_rate / 2}); got {min_f}, {max_f}"
+            f"mel band needs 0 <= min_f < max_f <= Nyquist ({sample_rate / 2}); "
+            f"got {min_f}, {max_f}"
         )
-    if n_mels < 1:
-        raise ParameterError(f"n_mels must be >= 1, got {n_mels}")
-
-    def hz_to_mel(f):
-        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
-
-    def mel_to_hz(m):
-        return 700.0 * (10 ** (np.asarray(m) / 2595.0) - 1.0)
-
-    edges = mel_to_hz(np.linspace(hz_to_mel(min_f), hz_to_mel(max_f), n_mels + 2))
+    edges = _mel_edges(n_mels, min_f, max_f)
     freqs = np.fft.rfftfreq(n_fft, 1 / sample_rate)
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (freqs[None, :] - lower) / np.maximum(centre - lower, 1e-12)
@@ -329,7 +499,7 @@ def mel_filterbank(
 
 
 class MelSpectrogram(Spectrogram):
-    """A mel-frequency power spectrogram in dB; `frequencies` are the filters' centres."""
+    """A mel-frequency power spectrogram in dB; `frequencies` are the filters' centres (Hz)."""
 
     @classmethod
     def from_audio(
@@ -344,18 +514,29 @@ class MelSpectrogram(Spectrogram):
         min_f: float = 0.0,
         max_f: float | None = None,
     ) -> "MelSpectrogram":
-        """Mel spectrogram of `audio` (filters applied to the power spectrogram)."""
+        """Mel spectrogram of `audio`: `mel_filterbank` applied to the power spectrogram, then dB.
+
+        Takes the arguments of `Spectrogram.from_audio` plus `n_mels` filters spanning
+        `min_f` to `max_f` Hz (default: the Nyquist frequency).
+        """
         if not isinstance(audio, Audio):
-            raise TypeError(f"MelSpectrogram.from_audio expects an Audio object, got {type(audio).__name__}")
-        power, _, times = stft_power(
-            audio.samples, audio.sample_rate, window_type, window_samples, overlap_samples, scaling
+            raise TypeError(
+                f"MelSpectrogram.from_audio expects an Audio object, got {type(audio).__name__}"
+            )
+        limits = _check_limits(decibel_limits)
+        fb_t = np.ascontiguousarray(
+            mel_filterbank(n_mels, window_samples, audio.sample_rate, min_f, max_f).T
         )
-        fb = mel_filterbank(n_mels, window_samples, audio.sample_rate, min_f, max_f)
-        mel_power = fb @ power
+        db, _, times = _db_spectrogram(
+            audio,
+            window_type,
+            window_samples,
+            overlap_samples,
+            limits,
+            scaling,
+            project=lambda power: power.astype(np.float32) @ fb_t,
+            n_out=fb_t.shape[1],
+        )
         max_f = audio.sample_rate / 2 if max_f is None else max_f
-        mels = np.linspace(2595 * np.log10(1 + min_f / 700), 2595 * np.log10(1 + max_f / 700), n_mels + 2)
-        centres = 700 * (10 ** (mels[1:-1] / 2595) - 1)
-        return cls(
-            power_to_db(mel_power, decibel_limits), centres, times, decibel_limits,
-            window_samples, overlap_samples, audio.sample_rate,
-        )
+        centres = _mel_edges(fb_t.shape[1], min_f, max_f)[1:-1]
+        return cls(db, centres, times, limits, window_samples, overlap_samples, audio.sample_rate)

@@ -137,9 +137,10 @@ def test_missing_required_columns_named(tmp_path):
 
 
 @pytest.mark.parametrize("begin,end,column,what", [
-    ("abc", 1.0, "Begin Time (s)", "non-numeric value 'abc'"),
+    ("abc", 1.0, "Begin Time (s)", "non-numeric or infinite value 'abc'"),
     ("", 1.0, "Begin Time (s)", "empty"),
-    (0.5, "nan", "End Time (s)", "non-numeric value 'nan'"),
+    (0.5, "inf", "End Time (s)", "infinite value 'inf'"),
+    (0.5, "nan", "End Time (s)", "non-numeric or infinite value 'nan'"),
     (-0.5, 1.0, "Begin Time (s)", "negative"),
     (2.0, 1.0, "End Time (s)", "before"),
 ])
@@ -285,6 +286,9 @@ def test_clip_labels_short_annotations_and_touching():
     got0 = clip_labels(a, 1.0, min_label_overlap=0.0, file_durations={"f": 3.0})
     assert got0["split"].tolist() == [1, 1, 0]
     assert got0["touch"].tolist() == [0, 0, 1]  # touching clip 1's end is no overlap
+    point = clip_labels(ann([["f", 1.0, 1.0, "p"]]), 1.0, min_label_overlap=0.0,
+                        file_durations={"f": 3.0})
+    assert point["p"].tolist() == [0, 1, 0]  # a zero-length event belongs to the clip it starts
 
 
 def test_clip_labels_with_clip_overlap():

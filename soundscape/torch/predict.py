@@ -1,0 +1,517 @@
+"""Scores from a `Detector`: on clips (`predict`) and over long recordings (`predict_recordings`).
+
+Both return a pandas DataFrame with one score column per class. Files that cannot be
+read do not stop a run: they are logged and listed in ``result.attrs["errors"]`` (a
+list of ``{"file", "error"}`` records; ``pd.DataFrame(result.attrs["errors"])`` makes a
+table of it), and ``result.attrs["summary"]`` counts what was done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from ..errors import ParameterError
+from ..loading import ClipLoader
+from ..model_file import Detector, _plain, load_model
+from ..preprocessing import Preprocessing
+from .outputs import INDEX, OutputFolder, check_format, read_table
+from .windows import background_items, find_audio_files, frame_geometry, plan_windows, window_images
+
+logger = logging.getLogger("soundscape.predict")
+
+ACTIVATIONS = ("auto", "softmax", "sigmoid", None)
+
+
+# ---------------------------------------------------------------------------- shared parts
+def _as_detector(model) -> Detector:
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(model)
+    if not isinstance(model, Detector):
+        raise ParameterError(
+            f"model must be a soundscape Detector or a model file path, got {type(model).__name__}"
+        )
+    return model
+
+
+def _activation(model: Detector, activation):
+    if activation not in ACTIVATIONS:
+        raise ParameterError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if activation == "auto":
+        activation = model.default_activation
+    if activation == "softmax":
+        return activation, lambda x: torch.softmax(x, dim=1)
+    if activation == "sigmoid":
+        return activation, torch.sigmoid
+    return activation, lambda x: x
+
+
+def _device(model: Detector, device) -> torch.device:
+    if device is None:
+        param = next(model.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
+    return torch.device(device)
+
+
+def _check_positive(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _error_record(file, exc: BaseException) -> dict:
+    reason = str(exc) if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {exc}"
+    if str(file) in reason:
+        logger.warning("skipped: %s", reason)
+    else:
+        logger.warning("skipped %s: %s", file, reason)
+    return {"file": str(file), "error": reason}
+
+
+def _progress_disabled(progress) -> bool | None:
+    """tqdm's `disable`: True off, None off when stderr is not a terminal, False forced."""
+    if progress == "always":
+        return False
+    return None if progress else True
+
+
+def _empty_scores(classes: list[str]) -> pd.DataFrame:
+    index = pd.MultiIndex.from_arrays(
+        [pd.Series([], dtype=object), pd.Series([], dtype=float), pd.Series([], dtype=float)],
+        names=INDEX)
+    return pd.DataFrame(np.zeros((0, len(classes)), dtype=np.float32), index=index, columns=classes)
+
+
+# ---------------------------------------------------------------------------- clips
+class _ClipSet(torch.utils.data.Dataset):
+    """Model inputs of clips given as (file, start_time or None, end_time or None) rows."""
+
+    def __init__(self, rows: list[tuple], preprocessing: Preprocessing):
+        self.rows = rows
+        self.preprocessing = preprocessing
+        self.loader = ClipLoader(preprocessing)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        path, start, end = self.rows[i]
+        try:
+            duration = None if start is None or end is None else float(end) - float(start)
+            wave = self.loader.load(path, offset=float(start or 0.0), duration=duration)
+            image = self.preprocessing.images(torch.from_numpy(np.asarray(wave, dtype=np.float32))[None])[0]
+            return i, image, None
+        except Exception as exc:  # a bad file must not stop the run
+            return i, None, _error_record(path, exc)
+
+
+class _DatasetInputs(torch.utils.data.Dataset):
+    """The un-augmented inputs of another Dataset, with load errors caught per item."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        ds = self.dataset
+        try:
+            if callable(getattr(ds, "image", None)):  # soundscape datasets: no augmentation
+                return i, ds.image(i), None
+            item = ds[i]
+            if isinstance(item, dict):
+                item = item["X"]
+            elif isinstance(item, (list, tuple)):
+                item = item[0]
+            return i, torch.as_tensor(item), None
+        except Exception as exc:
+            where = ds.clip_path(i) if callable(getattr(ds, "clip_path", None)) else f"item {i}"
+            return i, None, _error_record(where, exc)
+
+
+def _dataset_index(dataset) -> pd.Index:
+    paths = getattr(dataset, "paths", None)
+    offsets, durations = getattr(dataset, "offsets", None), getattr(dataset, "durations", None)
+    if paths is not None and len(paths) == len(dataset):
+        paths = [str(p) for p in paths]
+        if durations is not None and not np.all(np.isnan(np.asarray(durations, dtype=float))):
+            start = np.asarray(offsets, dtype=float)
+            return pd.MultiIndex.from_arrays([paths, start, start + np.asarray(durations, dtype=float)],
+                                             names=INDEX)
+        return pd.Index(paths, name="file")
+    for name in ("label_df", "df"):
+        index = getattr(getattr(dataset, name, None), "index", None)
+        if index is not None and len(index) == len(dataset):
+            return index
+    return pd.RangeIndex(len(dataset))
+
+
+def _collate(items):
+    ok = [(i, x) for i, x, _ in items if x is not None]
+    errors = [e for _, _, e in items if e is not None]
+    idx = torch.tensor([i for i, _ in ok], dtype=torch.long)
+    images = torch.stack([x for _, x in ok]) if ok else None
+    return idx, images, errors
+
+
+def _clip_rows(samples) -> tuple[list[tuple], pd.Index]:
+    if isinstance(samples, (str, os.PathLike)):
+        samples = [samples]
+    if isinstance(samples, pd.Series):
+        samples = samples.tolist()
+    if isinstance(samples, pd.DataFrame):
+        frame = samples
+        if list(frame.index.names) != INDEX and all(c in frame.columns for c in INDEX):
+            frame = frame.set_index(INDEX)
+        if list(frame.index.names) == INDEX:
+            rows = [(str(f), float(s), float(e)) for f, s, e in frame.index]
+            return rows, frame.index
+        rows = [(str(f), None, None) for f in frame.index]
+        return rows, pd.Index([str(f) for f in frame.index], name="file")
+    if isinstance(samples, (list, tuple)):
+        rows = [(str(f), None, None) for f in samples]
+        return rows, pd.Index([str(f) for f in samples], name="file")
+    raise ParameterError(
+        "samples must be a list of audio files, a DataFrame indexed by file or by "
+        f"(file, start_time, end_time), or a torch Dataset; got {type(samples).__name__}"
+    )
+
+
+def predict(
+    model: Detector | str | os.PathLike,
+    samples,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    activation: str | None = "auto",
+    device: str | torch.device | None = None,
+    progress: bool | str = False,
+) -> pd.DataFrame:
+    """Scores of clips: one row per clip, one column per class.
+
+    Parameters
+    ----------
+    model : Detector or path of a model file
+    samples : list of paths, DataFrame, or torch Dataset
+        A list of audio files (each scored as one clip: its first `clip_duration`
+        seconds, padded as the preprocessing says); a DataFrame indexed (or with columns)
+        ``(file, start_time, end_time)``, one clip per row; a DataFrame indexed by file
+        (e.g. a label table); or a Dataset: a soundscape dataset (its un-augmented
+        `image(i)` is used) or one whose items are an input tensor (channels, H, W), a
+        tuple starting with one, or a dict with key ``"X"``.
+    batch_size, num_workers : int
+        DataLoader settings; workers load and preprocess clips in parallel.
+    activation : {"auto", "softmax", "sigmoid", None}
+        Applied to the logits; "auto" is sigmoid for a multi-target model and softmax
+        otherwise; None returns logits.
+    device : str or torch.device, optional
+        Where the model runs (the model is moved there); default: where it is.
+    progress : bool or "always"
+        tqdm progress bar on stderr (True: only when stderr is a terminal).
+
+    Returns
+    -------
+    DataFrame
+        Index: the file paths, or ``(file, start_time, end_time)`` for a clip table (for
+        a soundscape dataset likewise, from its clip table; for another Dataset its
+        ``label_df`` index or positions). Clips that failed to load are left out and
+        listed in ``attrs["errors"]``.
+    """
+    model = _as_detector(model)
+    batch_size = _check_positive("batch_size", batch_size, 1)
+    num_workers = _check_positive("num_workers", num_workers, 0)
+    _, act = _activation(model, activation)
+    device = _device(model, device)
+    if isinstance(samples, torch.utils.data.Dataset):
+        dataset, index = _DatasetInputs(samples), _dataset_index(samples)
+    else:
+        rows, index = _clip_rows(samples)
+        dataset = _ClipSet(rows, model.preprocessing)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
+                                         collate_fn=_collate, shuffle=False)
+    scores = np.full((len(dataset), len(model.classes)), np.nan, dtype=np.float32)
+    ok = np.zeros(len(dataset), dtype=bool)
+    errors: list[dict] = []
+    was_training = model.training
+    model.to(device).eval()
+    try:
+        with torch.inference_mode():
+            for batch in tqdm(loader, disable=_progress_disabled(progress), file=sys.stderr,
+                              desc="clips", unit="batch"):
+                idx, x, errs = batch
+                errors.extend(errs)
+                if x is None:
+                    continue
+                out = act(model(x.to(device))).float().cpu().numpy()
+                scores[idx.numpy()] = out
+                ok[idx.numpy()] = True
+    finally:
+        model.train(was_training)
+    result = pd.DataFrame(scores[ok], index=index[ok], columns=model.classes)
+    result.attrs["errors"] = errors
+    result.attrs["summary"] = {"n_clips": int(len(dataset)), "n_scored": int(ok.sum()),
+                               "n_failed": int(len(dataset) - ok.sum())}
+    if errors:
+        logger.warning("predict: %d of %d clips failed (see result.attrs['errors'])",
+                       len(dataset) - int(ok.sum()), len(dataset))
+    return result
+
+
+# ---------------------------------------------------------------------------- recordings
+def _weights_digest(model: Detector) -> str:
+    h = hashlib.sha1()
+    for name, tensor in model.network.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _produce(plans: list, prep: Preprocessing, chunk_duration: float, group: int,
+             stats: dict, stop: threading.Event) -> Iterator[tuple]:
+    """Items ("images", k, idx, images) ... ("done", k) or ("error", k, record) per plan."""
+    for k, plan in plans:
+        try:
+            for idx, images in window_images(plan, prep, chunk_duration, group, stats):
+                if stop.is_set():
+                    return
+                yield "images", k, idx, images
+            yield "done", k, None, None
+        except Exception as exc:  # a bad file must not stop the run
+            yield "error", k, _error_record(plan.path, exc), None
+
+
+def predict_recordings(
+    model: Detector | str | os.PathLike,
+    files,
+    clip_duration: float | None = None,
+    clip_overlap: float = 0.0,
+    final_clip: str | None = None,
+    batch_size: int = 32,
+    num_workers: int = 1,
+    output_dir: str | os.PathLike | None = None,
+    output_format: str = "csv",
+    activation: str | None = "auto",
+    device: str | torch.device | None = None,
+    progress: bool | str = True,
+    chunk_duration: float = 60.0,
+    overwrite: bool = False,
+) -> pd.DataFrame:
+    """Score sliding windows over long recordings, streaming each file in chunks.
+
+    Each recording is read about `chunk_duration` seconds at a time; the spectrogram of
+    a chunk is computed once and every window's image is cut from it (see
+    `soundscape.torch.windows`: a window start that is not a multiple of the STFT hop is
+    rounded to the nearest frame, at most half a hop away). Memory does not grow with
+    the length of a recording.
+
+    Parameters
+    ----------
+    model : Detector or path of a model file
+    files : path, folder, glob string, or list of paths
+        A folder means every audio file in it, recursively.
+    clip_duration : float, optional
+        Window length in seconds; default the model's `preprocessing.clip_duration`.
+    clip_overlap : float
+        Seconds shared by consecutive windows (step = clip_duration - clip_overlap).
+    final_clip : {None, "remainder", "full", "extend"}
+        The last, incomplete window: dropped (None), kept short and padded
+        ("remainder", "extend") or moved back to end at the end of the file ("full").
+    batch_size : int
+        Windows per model call.
+    num_workers : int
+        Background threads reading and preprocessing recordings while the model runs
+        (each works on whole files); 0 does everything in the calling thread.
+    output_dir : path, optional
+        Write one score table per recording as soon as it is done (atomically), a
+        ``manifest.jsonl`` of finished recordings, ``run.json`` and ``errors.csv``. A
+        re-run with the same folder skips recordings already done (resume).
+    output_format : {"csv", "parquet"}
+        Format of the per-recording tables; parquet needs pyarrow.
+    activation : {"auto", "softmax", "sigmoid", None}
+        "auto": sigmoid for a multi-target model, softmax otherwise; None gives logits.
+    device : str or torch.device, optional
+        Where the model runs (the model is moved there); default: where it is.
+    progress : bool or "always"
+        tqdm bars over files and windows on stderr, shown only when stderr is a terminal
+        unless "always"; False also silences the printed summary.
+    chunk_duration : float
+        Seconds of audio read and transformed at a time.
+    overwrite : bool
+        Start over in an `output_dir` holding results of other settings (or to redo all).
+
+    Returns
+    -------
+    DataFrame
+        Index ``(file, start_time, end_time)``, one score column per class, recordings in
+        the order given (those skipped on resume are read back from `output_dir`).
+        ``attrs["errors"]``: ``{"file", "error"}`` records of recordings that were
+        missing, empty or unreadable; ``attrs["summary"]``: counts and timing.
+    """
+    t_start = time.perf_counter()
+    model = _as_detector(model)
+    batch_size = _check_positive("batch_size", batch_size, 1)
+    num_workers = _check_positive("num_workers", num_workers, 0)
+    act_name, act = _activation(model, activation)
+    output_format = check_format(output_format)
+    if not (np.isfinite(chunk_duration) and chunk_duration > 0):
+        raise ParameterError(f"chunk_duration must be > 0 seconds, got {chunk_duration!r}")
+    prep = model.preprocessing
+    clip_duration = prep.clip_duration if clip_duration is None else clip_duration
+    if clip_duration is None:
+        raise ParameterError("the model's preprocessing has no clip_duration; pass clip_duration=")
+    prep = prep.replace(clip_duration=float(clip_duration))
+    frame_geometry(prep)
+    paths = find_audio_files(files)
+    device = _device(model, device)
+    classes = list(model.classes)
+
+    out = None
+    if output_dir is not None:
+        settings = json.loads(json.dumps(_plain({
+            "architecture": model.architecture, "classes": classes,
+            "weights_sha1": _weights_digest(model), "preprocessing": prep.to_dict(),
+            "clip_overlap": clip_overlap, "final_clip": final_clip, "activation": act_name,
+            "output_format": output_format})))
+        out = OutputFolder(output_dir, settings, output_format, overwrite)
+
+    results: dict[int, pd.DataFrame] = {}
+    errors: dict[int, dict] = {}
+    plans = []
+    n_skipped = 0
+    for k, path in enumerate(paths):
+        done = out.finished(path) if out is not None else None
+        if done is not None:
+            results[k] = read_table(done)
+            n_skipped += 1
+            continue
+        try:
+            plans.append((k, plan_windows(path, prep, clip_overlap, final_clip)))
+        except Exception as exc:
+            errors[k] = _error_record(path, exc)
+    if out is not None and errors:
+        out.write_errors(pd.DataFrame([errors[k] for k in sorted(errors)], columns=["file", "error"]))
+
+    disable = _progress_disabled(progress)
+    n_windows = sum(len(p) for _, p in plans)
+    bar_files = tqdm(total=len(plans), desc="files", unit="file", disable=disable, file=sys.stderr,
+                     position=0)
+    bar_windows = tqdm(total=n_windows, desc="windows", unit="win", disable=disable, file=sys.stderr,
+                       position=1)
+    state = {k: {"plan": p, "scores": np.empty((len(p), len(classes)), np.float32),
+                 "filled": 0, "produced": False} for k, p in plans}
+    stats: dict = {"max_chunk_samples": 0}
+    stop = threading.Event()
+    if num_workers == 0:
+        items: Iterator = _produce(plans, prep, chunk_duration, batch_size, stats, stop)
+    else:
+        shards = [plans[s::num_workers] for s in range(num_workers)]
+        items = background_items(lambda s: _produce(shards[s], prep, chunk_duration, batch_size, stats, stop),
+                          num_workers, stop, max_items=2 * num_workers + 1)
+
+    def finish(k: int) -> None:
+        st = state.pop(k)
+        plan = st["plan"]
+        index = pd.MultiIndex.from_arrays(
+            [np.full(len(plan), str(plan.path), dtype=object), plan.starts, plan.ends], names=INDEX)
+        frame = pd.DataFrame(st["scores"], index=index, columns=classes)
+        if out is not None:
+            out.write(plan.path, frame)
+        results[k] = frame
+        bar_files.update(1)
+
+    pending_x: list[torch.Tensor] = []
+    pending_meta: list[tuple[int, np.ndarray]] = []
+
+    def run_model(flush: bool) -> None:
+        n = sum(len(i) for _, i in pending_meta)
+        if n == 0 or (n < batch_size and not flush):
+            return
+        x = torch.cat(pending_x) if len(pending_x) > 1 else pending_x[0]
+        keys = np.concatenate([np.full(len(i), k) for k, i in pending_meta])
+        rows = np.concatenate([i for _, i in pending_meta])
+        n_run = n if flush else (n // batch_size) * batch_size
+        for b in range(0, n_run, batch_size):
+            y = act(model(x[b:b + batch_size].to(device))).float().cpu().numpy()
+            for k in np.unique(keys[b:b + batch_size]):
+                sel = keys[b:b + batch_size] == k
+                state[k]["scores"][rows[b:b + batch_size][sel]] = y[sel]
+                state[k]["filled"] += int(sel.sum())
+            bar_windows.update(len(y))
+        pending_x.clear()
+        pending_meta.clear()
+        if n_run < n:
+            pending_x.append(x[n_run:].clone())
+            rest_keys, rest_rows = keys[n_run:], rows[n_run:]
+            for k in dict.fromkeys(rest_keys.tolist()):
+                pending_meta.append((k, rest_rows[rest_keys == k]))
+        for k in [k for k, st in state.items() if st["produced"] and st["filled"] == len(st["plan"])]:
+            finish(k)
+
+    was_training = model.training
+    model.to(device).eval()
+    try:
+        with torch.inference_mode():
+            for kind, k, payload, images in items:
+                if kind == "images":
+                    pending_x.append(images)
+                    pending_meta.append((k, payload))
+                    run_model(flush=False)
+                elif kind == "done":
+                    state[k]["produced"] = True
+                    run_model(flush=False)
+                    if state[k]["filled"] == len(state[k]["plan"]):
+                        finish(k)
+                else:  # error: drop what was queued for this file
+                    errors[k] = payload
+                    state.pop(k, None)
+                    keep = [j for j, (kk, _) in enumerate(pending_meta) if kk != k]
+                    if len(keep) < len(pending_meta):
+                        x = torch.cat(pending_x) if pending_x else None
+                        sizes = np.cumsum([0] + [len(i) for _, i in pending_meta])
+                        pending_x[:] = [x[sizes[j]:sizes[j + 1]] for j in keep]
+                        pending_meta[:] = [pending_meta[j] for j in keep]
+                    bar_files.update(1)
+                    if out is not None:
+                        out.write_errors(pd.DataFrame([errors[j] for j in sorted(errors)],
+                                                      columns=["file", "error"]))
+            run_model(flush=True)
+    finally:
+        stop.set()
+        model.train(was_training)
+        bar_windows.close()
+        bar_files.close()
+
+    frames = [results[k] for k in sorted(results)]
+    table = pd.concat(frames) if frames else _empty_scores(classes)
+    error_list = [errors[k] for k in sorted(errors)]
+    if out is not None:
+        out.write_errors(pd.DataFrame(error_list, columns=["file", "error"]))
+    seconds = time.perf_counter() - t_start
+    n_scored = len(results) - n_skipped
+    summary = {
+        "n_files": len(paths), "n_scored": n_scored, "n_skipped": n_skipped,
+        "n_failed": len(error_list), "n_windows": int(n_windows - sum(
+            len(p) for k, p in plans if k in errors)), "seconds": round(seconds, 3),
+        "max_chunk_samples": int(stats["max_chunk_samples"]),
+    }
+    table.attrs["errors"] = error_list
+    table.attrs["summary"] = summary
+    message = (f"predict_recordings: {n_scored} recording(s) scored ({summary['n_windows']} windows, "
+               f"{seconds:.1f} s), {n_skipped} already done, {len(error_list)} failed"
+               + (f"; see {out.errors_path}" if out is not None and error_list else ""))
+    logger.log(logging.WARNING if error_list else logging.INFO, message)
+    if progress:
+        print(message, file=sys.stderr)
+    return table

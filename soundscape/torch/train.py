@@ -1,0 +1,582 @@
+"""The training loop: `train(save_dir, model, train_dataset, valid_dataset, ...)`.
+
+Each epoch trains on `train_dataset`, evaluates on `valid_dataset`, prints the metrics
+(in the classic log format: ``Epoch N`` / ``  Validation results:`` / ``    name: value``),
+keeps the best model by validation macro F1 as ``best.model``, writes ``epoch-N.tar``
+checkpoints every `log_every` epochs and ``metrics.csv`` / ``metrics.json`` every epoch.
+Clips that fail to load are logged once and skipped; a NaN loss stops training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from ..errors import ParameterError, TrainingError
+from ..helpers import atomic_path
+from ..metrics import multi_target_metrics, single_target_metrics
+from ..loading import default_loader_settings, worker_init
+from ..model_file import Detector, atomic_torch_save, model_payload
+from ..preprocessing import Preprocessing
+from .models import PICKLED_MODULE, identify
+
+__all__ = ["train", "plot_history", "read_history", "latest_checkpoint"]
+
+logger = logging.getLogger("soundscape.train")
+
+#: metrics printed each epoch, in order (the classic log)
+LOGGED = ("loss", "accuracy", "precision", "recall", "f1")
+#: extra metrics printed for multi-target training
+LOGGED_MULTI = ("roc_auc", "average_precision", "macro_f1", "macro_roc_auc", "macro_average_precision")
+BEST_MODEL = "best.model"
+_CHECKPOINT = re.compile(r"^epoch-(\d+)\.tar$")
+
+
+# --------------------------------------------------------------------------- skipping bad clips
+class _Failed(NamedTuple):
+    where: str
+    error: str
+
+
+class _SafeDataset(Dataset):
+    """Wraps a dataset so an item that raises comes back as a `_Failed` record."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        try:
+            return self.dataset[i]
+        except Exception as exc:  # any failure to produce an item: skip it, training goes on
+            where = self.dataset.clip_path(i) if hasattr(self.dataset, "clip_path") else f"item {i}"
+            return _Failed(str(where), f"{type(exc).__name__}: {exc}")
+
+
+def _collate(items: list) -> tuple[Any, list[_Failed]]:
+    failed = [it for it in items if isinstance(it, _Failed)]
+    good = [it for it in items if not isinstance(it, _Failed)]
+    return (default_collate(good) if good else None), failed
+
+
+# --------------------------------------------------------------------------- run state
+@dataclass
+class _Run:
+    network: torch.nn.Module
+    architecture: str
+    architecture_kwargs: dict
+    classes: list[str]
+    label_dict: dict
+    multi_target: bool
+    preprocessing: Preprocessing
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    loss_fn: Any
+    device: torch.device
+    save_dir: Path
+    epochs: int
+    log_every: int
+    progress: bool
+    print_logging: bool
+    train_loader: DataLoader = None
+    valid_loader: DataLoader = None
+    history: list[dict] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    best_score: float = -math.inf
+    best_epoch: int | None = None
+    start_epoch: int = 0
+
+    def payload(self, metadata: dict) -> dict:
+        """The model-file dict of the network as it is now."""
+        detector = Detector(self.network, self.architecture, self.classes, self.multi_target,
+                            self.preprocessing, self.architecture_kwargs, metadata)
+        payload = model_payload(detector)
+        if self.architecture == PICKLED_MODULE:  # the module itself travels in the file
+            payload["architecture_kwargs"] = {"module": self.network}
+        return payload
+
+
+def _in_notebook() -> bool:
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def _progress(iterable, enabled: bool, desc: str, total: int):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+def _classes_of(dataset: Dataset, multi_target: bool) -> tuple[list[str], dict]:
+    label_dict = getattr(dataset, "label_dict", None)
+    if not label_dict:
+        raise ParameterError(
+            f"train_dataset ({type(dataset).__name__}) has no label_dict; use a soundscape dataset "
+            "or set dataset.label_dict = {0: 'name', ...}"
+        )
+    keys = sorted(label_dict)
+    if keys != list(range(len(keys))):
+        raise ParameterError(f"label_dict keys must be 0..{len(keys) - 1} (the model's outputs), got {keys}")
+    return [str(label_dict[k]) for k in keys], dict(label_dict)
+
+
+def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, epochs, batch_size,
+           num_workers, log_every, scheduler, device, seed, progress_bar, print_logging) -> _Run:
+    if int(epochs) < 1 or int(batch_size) < 1 or int(log_every) < 1 or int(num_workers) < 0:
+        raise ParameterError(
+            f"need epochs >= 1, batch_size >= 1, log_every >= 1, num_workers >= 0; got epochs={epochs}, "
+            f"batch_size={batch_size}, log_every={log_every}, num_workers={num_workers}"
+        )
+    if valid_dataset is None or len(valid_dataset) == 0 or len(train_dataset) == 0:
+        raise ParameterError("train_dataset and valid_dataset must both hold at least one clip")
+    preprocessing = getattr(train_dataset, "preprocessing", None)
+    if not isinstance(preprocessing, Preprocessing):
+        raise ParameterError(
+            f"train_dataset ({type(train_dataset).__name__}) has no .preprocessing; the model file needs "
+            "it to prepare audio at prediction time (use a soundscape dataset)"
+        )
+    multi = getattr(train_dataset, "multi_target", None)
+    if multi is None:
+        multi = isinstance(loss_fn, (torch.nn.BCEWithLogitsLoss, torch.nn.BCELoss))
+    classes, label_dict = _classes_of(train_dataset, bool(multi))
+    if isinstance(model, Detector):
+        network, arch = model.network, model.architecture
+        kwargs = {k: v for k, v in model.architecture_kwargs.items() if k != "weights"}
+    elif isinstance(model, torch.nn.Module):
+        network = model
+        arch, kwargs = identify(model, len(classes))
+        if "module" in kwargs:
+            logger.info("%s is not a registered architecture: the model file will pickle the whole module "
+                        "(its class must be importable when loading)", type(model).__name__)
+    else:
+        raise ParameterError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if seed is not None:
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        random.seed(seed)
+    device = torch.device(device) if device is not None else torch.device(
+        "cuda" if torch.cuda.is_available() else "cpu")
+    network.to(device)
+    progress = (sys.stderr.isatty() or _in_notebook()) if progress_bar is None else bool(progress_bar)
+    run = _Run(network, arch, kwargs, classes, label_dict, bool(multi), preprocessing, optimizer, scheduler,
+               loss_fn, device, Path(save_dir), int(epochs), int(log_every), progress, print_logging)
+    run.save_dir.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator()
+    if seed is not None:
+        generator.manual_seed(seed)
+    common = dict(batch_size=int(batch_size), num_workers=int(num_workers), collate_fn=_collate,
+                  pin_memory=device.type == "cuda")
+    if int(num_workers) > 0:
+        common.update(worker_init_fn=worker_init, persistent_workers=True,
+                      multiprocessing_context=default_loader_settings(device)["multiprocessing_context"])
+    run.train_loader = DataLoader(_SafeDataset(train_dataset), shuffle=True, generator=generator, **common)
+    run.valid_loader = DataLoader(_SafeDataset(valid_dataset), shuffle=False, **common)
+    return run
+
+
+# --------------------------------------------------------------------------- one epoch
+def _note_failures(run: _Run, failed: list[_Failed]) -> None:
+    for f in failed:
+        if f.where not in run.skipped:
+            run.skipped[f.where] = f.error
+            logger.warning("skipping %s: %s", f.where, f.error)
+
+
+def _forward(run: _Run, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    x = batch["X"].to(run.device, non_blocking=True)
+    if "y" not in batch:
+        raise ParameterError("dataset items have no 'y': create the dataset with label_column= to train")
+    y = batch["y"].to(run.device, non_blocking=True)
+    y = y.float() if run.multi_target else y.view(-1).long()
+    logits = run.network(x)
+    if logits.ndim != 2 or logits.shape[1] != len(run.classes):
+        raise ParameterError(
+            f"the model outputs shape {tuple(logits.shape)} but the dataset has {len(run.classes)} classes "
+            f"{run.classes}; give the model's last layer {len(run.classes)} outputs"
+        )
+    return logits, y, run.loss_fn(logits, y)
+
+
+def _metrics(run: _Run, logits: list[torch.Tensor], targets: list[torch.Tensor]) -> dict:
+    if not logits:
+        return {}
+    out = torch.cat(logits).float()
+    y = torch.cat(targets).numpy()
+    if run.multi_target:
+        return multi_target_metrics(y, torch.sigmoid(out).numpy())
+    return single_target_metrics(y, out.argmax(dim=1).numpy(), len(run.classes))
+
+
+def _run_epoch(run: _Run, epoch: int) -> dict:
+    """One pass over the training data; returns loss and metrics of the training predictions."""
+    run.network.train()
+    total, n, logits_all, y_all = 0.0, 0, [], []
+    loader = _progress(run.train_loader, run.progress, f"epoch {epoch} train", len(run.train_loader))
+    for b, (batch, failed) in enumerate(loader):
+        _note_failures(run, failed)
+        if batch is None:
+            continue
+        run.optimizer.zero_grad(set_to_none=True)
+        logits, y, loss = _forward(run, batch)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"the loss became {loss.item()} at epoch {epoch}, batch {b}: training diverged. "
+                "Try a lower learning rate, or check the labels and inputs for NaN values."
+            )
+        loss.backward()
+        run.optimizer.step()
+        total += float(loss.item()) * len(y)
+        n += len(y)
+        logits_all.append(logits.detach().cpu())
+        y_all.append(y.detach().cpu())
+    if n == 0:
+        examples = "; ".join(f"{k}: {v}" for k, v in list(run.skipped.items())[:3])
+        raise TrainingError(f"epoch {epoch}: no training clip could be loaded ({examples})")
+    return {"loss": total / n, **_metrics(run, logits_all, y_all)}
+
+
+@torch.no_grad()
+def _evaluate(run: _Run, loader: DataLoader, desc: str = "validate") -> dict:
+    """Loss and metrics of the model on `loader`, in eval mode."""
+    run.network.eval()
+    total, n, logits_all, y_all = 0.0, 0, [], []
+    for batch, failed in _progress(loader, run.progress, desc, len(loader)):
+        _note_failures(run, failed)
+        if batch is None:
+            continue
+        logits, y, loss = _forward(run, batch)
+        total += float(loss.item()) * len(y)
+        n += len(y)
+        logits_all.append(logits.cpu())
+        y_all.append(y.cpu())
+    if n == 0:
+        return {"loss": float("nan")}
+    return {"loss": total / n, **_metrics(run, logits_all, y_all)}
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return np.array2string(value, max_line_width=10**9)
+    return repr(float(value)) if isinstance(value, (float, np.floating)) else str(value)
+
+
+def _print_epoch(run: _Run, record: dict) -> None:
+    names = LOGGED + (LOGGED_MULTI if run.multi_target else ())
+    lines = [f"Epoch {record['epoch']}", "  Validation results:"]
+    for split in ("train", "valid"):
+        for name in names:
+            key = f"{split}_{name}"
+            if key in record and not (split == "train" and name.startswith("macro_")):
+                lines.append(f"    {key}: {_format(record[key])}")
+    print("\n".join(lines), flush=True)
+
+
+# --------------------------------------------------------------------------- saving
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if not math.isfinite(float(value)) else float(value)
+    return value
+
+
+def _plain(record: dict) -> dict:
+    """A history record with numpy values as Python numbers and lists (NaN kept)."""
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v.item() if isinstance(v, np.generic) else v)
+            for k, v in record.items()}
+
+
+def _from_plain(record: dict) -> dict:
+    """Inverse of `_plain` (lists back to float arrays; JSON nulls to NaN)."""
+    return {k: (np.array(v, dtype=float) if isinstance(v, list) else np.nan if v is None else v)
+            for k, v in record.items()}
+
+
+def _metadata(run: _Run, record: dict) -> dict:
+    return {"label_dict": run.label_dict, "epoch": record["epoch"], "metrics": _jsonable(record),
+            "trained_by": "soundscape.torch.train"}
+
+
+def _save_checkpoint(run: _Run, epoch: int) -> Path:
+    """Write ``epoch-N.tar``: states to resume from plus an embedded model file."""
+    record = run.history[-1]
+    checkpoint = {
+        "format": "soundscape-checkpoint",
+        "epoch": epoch,
+        "model_state_dict": run.network.state_dict(),
+        "optimizer_state_dict": run.optimizer.state_dict(),
+        "scheduler_state_dict": run.scheduler.state_dict() if run.scheduler is not None else None,
+        "label_dict": run.label_dict,
+        "classes": run.classes,
+        "multi_target": run.multi_target,
+        "preprocessing": run.preprocessing.to_dict(),
+        "metrics": _plain(record),
+        "history": [_plain(r) for r in run.history],
+        "skipped_files": list(run.skipped),
+        "skipped_errors": dict(run.skipped),
+        "best_score": run.best_score,
+        "best_epoch": run.best_epoch,
+        "model": run.payload(_metadata(run, record)),
+    }
+    return atomic_torch_save(checkpoint, run.save_dir / f"epoch-{epoch}.tar")
+
+
+def _flat(record: dict, classes: Sequence[str]) -> dict:
+    out = {}
+    for key, value in record.items():
+        if isinstance(value, np.ndarray):
+            if value.ndim == 1 and len(value) == len(classes):
+                out.update({f"{key}[{c}]": float(v) for c, v in zip(classes, value)})
+        else:
+            out[key] = value
+    return out
+
+
+def _write_metrics(run: _Run) -> None:
+    """Rewrite metrics.csv (per-class values in ``name[class]`` columns) and metrics.json."""
+    frame = pd.DataFrame([_flat(r, run.classes) for r in run.history])
+    with atomic_path(run.save_dir / "metrics.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+    doc = {"classes": run.classes, "label_dict": run.label_dict, "multi_target": run.multi_target,
+           "best_epoch": run.best_epoch, "skipped_files": list(run.skipped), "epochs": run.history}
+    with atomic_path(run.save_dir / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(_jsonable(doc), indent=1), encoding="utf-8")
+
+
+def _update_best(run: _Run, record: dict) -> None:
+    score = record.get("valid_macro_f1", float("nan"))
+    score = -math.inf if score is None or not math.isfinite(score) else float(score)
+    if run.best_epoch is None or score > run.best_score:
+        run.best_score, run.best_epoch = score, record["epoch"]
+        atomic_torch_save(run.payload(_metadata(run, record)), run.save_dir / BEST_MODEL)
+
+
+# --------------------------------------------------------------------------- resuming
+def latest_checkpoint(path: str | Path) -> Path:
+    """`path` if it is a file, else the ``epoch-N.tar`` with the largest N in folder `path`."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(f"resume_from: no checkpoint file or folder at {path}")
+    found = [(int(m.group(1)), p) for p in path.iterdir() if (m := _CHECKPOINT.match(p.name))]
+    if not found:
+        raise FileNotFoundError(f"resume_from: no epoch-N.tar checkpoint in {path}")
+    return max(found)[1]
+
+
+def _load_checkpoint(path: Path, trusted: bool) -> dict:
+    """Load a checkpoint without running code from it, unless `trusted`.
+
+    Checkpoints of unregistered (pickled) networks need `trusted`; train() passes it
+    when the model being trained is such a network itself.
+    """
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=not trusted)
+    except Exception as exc:
+        raise ParameterError(f"resume_from: {path} is not a readable checkpoint ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:200]})") from exc
+
+
+def _resume(run: _Run, resume_from: str | Path) -> None:
+    path = latest_checkpoint(resume_from)
+    ckpt = _load_checkpoint(path, trusted=run.architecture == PICKLED_MODULE)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "soundscape-checkpoint":
+        raise ParameterError(f"resume_from: {path} is not a checkpoint written by soundscape's train()")
+    if list(ckpt["classes"]) != run.classes:
+        raise ParameterError(f"resume_from: {path} was trained on classes {ckpt['classes']}, "
+                             f"but the dataset has {run.classes}")
+    run.network.load_state_dict(ckpt["model_state_dict"])
+    run.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
+    if run.scheduler is not None and ckpt.get("scheduler_state_dict") is not None:
+        run.scheduler.load_state_dict(ckpt["scheduler_state_dict"])
+    run.history = [_from_plain(r) for r in ckpt["history"] if r["epoch"] <= ckpt["epoch"]]
+    run.skipped = dict(ckpt.get("skipped_errors") or {})
+    run.best_score, run.best_epoch = ckpt["best_score"], ckpt["best_epoch"]
+    run.start_epoch = int(ckpt["epoch"]) + 1
+    logger.info("resuming from %s at epoch %d", path, run.start_epoch)
+
+
+# --------------------------------------------------------------------------- public API
+def _history_frame(run: _Run) -> pd.DataFrame:
+    frame = pd.DataFrame(run.history)
+    frame.attrs.update(classes=list(run.classes), skipped_files=list(run.skipped),
+                       best_epoch=run.best_epoch, save_dir=str(run.save_dir),
+                       best_model=str(run.save_dir / BEST_MODEL))
+    return frame
+
+
+def train(
+    save_dir: str | Path,
+    model: torch.nn.Module,
+    train_dataset: Dataset,
+    valid_dataset: Dataset,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: torch.nn.Module,
+    epochs: int = 25,
+    batch_size: int = 1,
+    num_workers: int = 0,
+    log_every: int = 5,
+    *,
+    scheduler: Any = None,
+    device: str | torch.device | None = None,
+    seed: int | None = None,
+    resume_from: str | Path | None = None,
+    progress_bar: bool | None = None,
+    print_logging: bool = True,
+) -> pd.DataFrame:
+    """Train `model` and keep the best one by validation macro F1.
+
+    Parameters
+    ----------
+    save_dir : path
+        Output folder (created if missing): ``best.model``, ``epoch-N.tar``,
+        ``metrics.csv``, ``metrics.json``.
+    model : torch.nn.Module
+        A network mapping (batch, 3, H, W) to (batch, n_classes) logits, e.g. a torchvision
+        ResNet18 with ``fc`` replaced, `soundscape.torch.models.resnet18(n)`, or a `Detector`.
+    train_dataset, valid_dataset : Dataset
+        Soundscape datasets (their `label_dict` and `preprocessing` are saved with the model).
+    optimizer : torch.optim.Optimizer
+        Built on ``model.parameters()``.
+    loss_fn : callable
+        E.g. ``CrossEntropyLoss()`` (single-target) or ``BCEWithLogitsLoss()`` (multi-target).
+    epochs, batch_size, num_workers : int
+    log_every : int
+        Save ``epoch-N.tar`` every this many epochs (and at the last one).
+    scheduler : optional
+        A torch LR scheduler, stepped once per epoch (``ReduceLROnPlateau`` with the
+        validation loss).
+    device : optional
+        Default: CUDA when available, else CPU.
+    seed : int, optional
+        Seeds torch, numpy and the shuffling for repeatable runs.
+    resume_from : path, optional
+        A checkpoint, or a save_dir whose latest ``epoch-N.tar`` is used: continue that run
+        (model, optimizer, scheduler, epoch counter and history are restored).
+    progress_bar : bool, optional
+        tqdm bars on stderr; default: only in a terminal or notebook.
+    print_logging : bool
+        Print each epoch's metrics to stdout.
+
+    Returns
+    -------
+    DataFrame
+        One row per epoch: ``epoch``, ``train_loss``, ``train_accuracy``,
+        ``train_precision`` ... ``valid_f1`` (per-class metrics are numpy arrays). ``attrs``
+        holds ``classes``, ``skipped_files``, ``best_epoch``, ``best_model``.
+
+    Raises
+    ------
+    TrainingError
+        The loss became NaN (names epoch and batch), or no training clip could be loaded.
+    """
+    run = _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, epochs, batch_size,
+                 num_workers, log_every, scheduler, device, seed, progress_bar, print_logging)
+    if resume_from is not None:
+        _resume(run, resume_from)
+    for epoch in range(run.start_epoch, run.epochs):
+        started = time.perf_counter()
+        train_out = _run_epoch(run, epoch)
+        valid_out = _evaluate(run, run.valid_loader)
+        record = {"epoch": epoch}
+        record.update({f"train_{k}": v for k, v in train_out.items()})
+        record.update({f"valid_{k}": v for k, v in valid_out.items()})
+        record["lr"] = float(run.optimizer.param_groups[0]["lr"])
+        record["seconds"] = time.perf_counter() - started
+        run.history.append(record)
+        if run.print_logging:
+            _print_epoch(run, record)
+        if run.scheduler is not None:
+            if isinstance(run.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                run.scheduler.step(record["valid_loss"])
+            else:
+                run.scheduler.step()
+        _update_best(run, record)
+        if (epoch + 1) % run.log_every == 0 or epoch == run.epochs - 1:
+            _save_checkpoint(run, epoch)
+        _write_metrics(run)
+    if run.print_logging and run.best_epoch is not None:
+        print(f"Training complete. Best model: epoch {run.best_epoch}, saved to {run.save_dir / BEST_MODEL}",
+              flush=True)
+    return _history_frame(run)
+
+
+def read_history(path: str | Path) -> pd.DataFrame:
+    """The history `train` returned, read back from a save_dir or its ``metrics.json``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    records = [_from_plain(r) for r in doc["epochs"]]
+    frame = pd.DataFrame(records)
+    frame.attrs.update(classes=doc["classes"], skipped_files=doc.get("skipped_files", []),
+                       best_epoch=doc.get("best_epoch"))
+    return frame
+
+
+def plot_history(history: pd.DataFrame | list | str | Path,
+                 metrics: Sequence[str] = ("train_loss", "valid_loss"), ax=None):
+    """Plot metrics per epoch; per-class metrics draw one line per class.
+
+    Parameters
+    ----------
+    history : DataFrame, list of dicts, or path
+        What `train` returned, or its save_dir / ``metrics.json``.
+    metrics : list of str
+        Column names, e.g. ``["train_accuracy", "valid_accuracy", "valid_f1"]``.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    (fig, ax)
+    """
+    import matplotlib.pyplot as plt
+
+    if isinstance(history, (str, Path)):
+        history = read_history(history)
+    elif not isinstance(history, pd.DataFrame):
+        history = pd.DataFrame(list(history))
+    classes = history.attrs.get("classes")
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    missing = [m for m in metrics if m not in history.columns]
+    if missing:
+        raise KeyError(f"metric(s) {missing} not in the history; available: {list(history.columns)}")
+    fig, ax = plt.subplots() if ax is None else (ax.figure, ax)
+    epochs = history["epoch"].to_numpy() if "epoch" in history else np.arange(len(history))
+    for name in metrics:
+        values = history[name].to_list()
+        if values and isinstance(values[0], (np.ndarray, list)):
+            arr = np.vstack([np.asarray(v, dtype=float) for v in values])
+            for c in range(arr.shape[1]):
+                label = classes[c] if classes and c < len(classes) else str(c)
+                ax.plot(epochs, arr[:, c], marker="o", label=f"{name} ({label})")
+        else:
+            ax.plot(epochs, np.asarray(values, dtype=float), marker="o", label=name)
+    ax.set_xlabel("epoch")
+    ax.legend()
+    return fig, ax

@@ -1,0 +1,103 @@
+"""Run folders and the JSON / CSV files written into them.
+
+``soundscape train`` writes ``<output_directory>/<experiment_name>_run`` (then ``_run_1``,
+``_run_2``, ... when that exists)::
+
+    experiment_run/
+        model/model.pt                    the model file (load with soundscape.model_file.load_model)
+        model/training_set_metadata.json  class vocabularies, normalisation statistics
+        model/model_hyperparameters.json  the full config, defaults filled in
+        training_statistics.json          per-epoch metrics per split
+        test_statistics.json              the test split, evaluated with the best weights
+        metrics.csv                       one row per epoch
+        description.json                  config, versions, data set sizes, timings
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..helpers import atomic_path
+
+__all__ = ["run_directory", "write_json", "read_json", "versions", "to_jsonable"]
+
+
+def run_directory(output_directory: str | os.PathLike, experiment_name: str = "experiment") -> Path:
+    """Create and return the next free ``<output_directory>/<experiment_name>_run[_N]``."""
+    root = Path(output_directory)
+    root.mkdir(parents=True, exist_ok=True)
+    base = f"{experiment_name}_run"
+    n = 0
+    while True:
+        candidate = root / (base if n == 0 else f"{base}_{n}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            n += 1
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Numpy / torch values to plain Python; NaN and infinities to None."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if hasattr(obj, "detach"):
+        obj = obj.detach().cpu().numpy()
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return None if not math.isfinite(float(obj)) else float(obj)
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as indented JSON, atomically (NaN written as null)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(to_jsonable(obj), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> Any:
+    """Read a JSON file; FileNotFoundError / ValueError name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+
+
+def versions() -> dict:
+    """Versions of soundscape, Python and the main libraries."""
+    import pandas
+    import torch
+
+    from .. import __version__
+
+    return {
+        "soundscape": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pandas": pandas.__version__,
+        "platform": platform.platform(),
+    }

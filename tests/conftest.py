@@ -1,0 +1,22 @@
+"""Fixtures shared by the whole test suite."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")  # plots render off-screen in tests
+
+#: real recordings by outside people; the folder sits beside the checkout (see its README.md)
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The `shared/data` folder of real recordings; skips the test when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(
+            f"real recordings not available: {SHARED_DATA} is absent "
+            "(the shared/data folder beside the checkout; a fresh clone does not have it)"
+        )
+    return SHARED_DATA
