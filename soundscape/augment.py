@@ -64,7 +64,9 @@ def overlay_weight(weight: float | str, rng: np.random.Generator) -> float:
     """The mixing weight of one overlay: a fixed float in (0, 1), or "random" (0.3 to 0.7)."""
     if isinstance(weight, str):
         if weight != "random":
-            raise ParameterError(f"overlay_weight must be a float in (0, 1) or 'random', got {weight!r}")
+            raise ParameterError(
+                f"overlay_weight must be a float in (0, 1) or 'random', got {weight!r}"
+            )
         return float(rng.uniform(0.3, 0.7))
     if not 0 < weight < 1:
         raise ParameterError(f"overlay_weight must be in (0, 1), got {weight!r}")
@@ -149,11 +151,14 @@ def _mask(image: torch.Tensor, rng: np.random.Generator, n_masks: int, max_fract
 
 def time_mask(image: torch.Tensor, rng: np.random.Generator, n_masks: int = 1,
               max_fraction: float = 0.1) -> torch.Tensor:
-    """Fill `n_masks` random vertical bands (each up to `max_fraction` of the width) with the image mean."""
+    """Fill `n_masks` random time bands (each up to `max_fraction` of the width).
+
+    Masked pixels get the image mean (SpecAugment-style).
+    """
     return _mask(image, rng, n_masks, max_fraction, dim=2)
 
 
 def frequency_mask(image: torch.Tensor, rng: np.random.Generator, n_masks: int = 1,
                    max_fraction: float = 0.1) -> torch.Tensor:
-    """Fill `n_masks` random horizontal bands (each up to `max_fraction` of the height) with the image mean."""
+    """Fill `n_masks` random frequency bands (each up to `max_fraction` of the height)."""
     return _mask(image, rng, n_masks, max_fraction, dim=1)

@@ -221,8 +221,11 @@ class ClipCache:
                 self.stats.spills += 1
 
     # ------------------------------------------------------------------ public API
-    def get(self, key: str | None) -> np.ndarray | None:
-        """The array stored under `key` (memory first, then disk), or None (also for key None)."""
+    def get(self, key: str | None, count_miss: bool = True) -> np.ndarray | None:
+        """The array stored under `key` (memory first, then disk), or None (also for key None).
+
+        `count_miss=False` looks without counting a miss (for optional reuse).
+        """
         if key is None:
             return None
         with self._lock:
@@ -233,7 +236,7 @@ class ClipCache:
                 return array
             array = self._read(key)
             if array is None:
-                self.stats.misses += 1
+                self.stats.misses += int(count_miss)
                 return None
             self.stats.disk_hits += 1
             array.setflags(write=False)

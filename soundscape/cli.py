@@ -1,21 +1,329 @@
-"""The `soundscape` command line."""
+"""The `soundscape` command line (also `python -m soundscape`).
+
+Commands: ``train``, ``evaluate``, ``predict``, ``visualize``, ``config show|reference``,
+``datasets list|download``. Exit status: 0 on success, 2 for a usage or config mistake, 1 when
+the work fails (bad data, unreadable files, training failure), 130 when interrupted; the reason
+is one line on stderr (``--debug`` re-raises to show the traceback).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import warnings
 
 from . import __version__
+from .errors import ConfigError
+
+#: the plots of `soundscape visualize` (see soundscape.visualize.VISUALIZATIONS)
+VISUALIZATION_NAMES = ["confusion_matrix", "learning_curves", "precision_recall", "roc_curves"]
+
+_EXAMPLES = {
+    "train": "soundscape train --config config.yaml --dataset emotions.csv\n"
+             "  soundscape train --config config.yaml --dataset soundscape://sample_woodcock "
+             "--output_directory results --experiment_name woodcock",
+    "evaluate": "soundscape evaluate --model_path results/experiment_run/model "
+                "--dataset emotions.csv --split test --output_directory test_results",
+    "predict": "soundscape predict --model_path results/experiment_run/model "
+               "--dataset new_audio.csv --output_directory predictions\n"
+               "  soundscape predict --model_path results/experiment_run/model "
+               "--dataset recordings/ --output_directory predictions   # every window of every file",
+    "visualize": "soundscape visualize --visualization confusion_matrix "
+                 "--ground_truth_metadata results/experiment_run/model/training_set_metadata.json "
+                 "--test_statistics test_results/test_statistics.json --output_directory "
+                 "visualizations --file_format png\n"
+                 "  soundscape visualize --visualization learning_curves --training_statistics "
+                 "results/experiment_run/training_statistics.json --output_directory visualizations",
+    "config": "soundscape config show config.yaml      # the full config, defaults filled in\n"
+              "  soundscape config reference             # every key, its default and allowed values",
+    "datasets": "soundscape datasets list\n  soundscape datasets download esc50\n"
+                "  soundscape datasets download esc10 --data_root ../shared/data",
+}
+
+
+def _sub(subparsers, name: str, help_text: str, common) -> argparse.ArgumentParser:
+    return subparsers.add_parser(
+        name, help=help_text, description=help_text, parents=[common],
+        epilog=f"example:\n  {_EXAMPLES[name]}", formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _device_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="soundscape", description="Train and run animal-sound detectors.")
+    """The argument parser of every command."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback on errors")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bars or progress messages")
+    parser = argparse.ArgumentParser(
+        prog="soundscape", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train and run animal-sound classifiers from a YAML config and a CSV of audio paths.",
+        epilog="run `soundscape COMMAND --help` for a command's options and an example",
+    )
     parser.add_argument("--version", action="version", version=f"soundscape {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = _sub(sub, "train", "train a model from a config and a CSV", common)
+    p.add_argument("--config", required=True, help="YAML config file")
+    p.add_argument("--dataset", help="CSV/TSV/Parquet table, or soundscape://NAME / ludwig://NAME; "
+                                      "split as the config's `split:` says")
+    p.add_argument("--training_set", help="training table (instead of --dataset)")
+    p.add_argument("--validation_set", help="validation table (with --training_set)")
+    p.add_argument("--test_set", help="test table (with --training_set)")
+    p.add_argument("--output_directory", default="results", help="where the run folder goes (default: results)")
+    p.add_argument("--experiment_name", default="experiment",
+                   help="run folder name prefix: <name>_run, <name>_run_1 ... (default: experiment)")
+    p.add_argument("--data_root", help="folder holding local data sets (esc10/, fsdd/) for URIs")
+    _device_option(p)
+
+    p = _sub(sub, "evaluate", "evaluate a trained model on a labelled CSV", common)
+    p.add_argument("--model_path", required=True, help="model folder (results/<run>/model) or model file")
+    p.add_argument("--dataset", required=True, help="labelled CSV/TSV/Parquet table or URI")
+    p.add_argument("--split", default="full", choices=["full", "training", "validation", "test"],
+                   help="rows to evaluate: full (default), or the training/validation/test part of "
+                        "the split made at training time (same config, same table)")
+    p.add_argument("--output_directory", default="test_results",
+                   help="writes test_statistics.json and predictions.parquet/.csv (default: test_results)")
+    p.add_argument("--skip_save_predictions", action="store_true",
+                   help="do not write the predictions (they are written by default)")
+    p.add_argument("--batch_size", type=int, help="examples per batch (default: the trainer's)")
+    p.add_argument("--data_root", help="folder holding local data sets for URIs")
+    _device_option(p)
+
+    p = _sub(sub, "predict", "predict a CSV of audio files, or every window of a folder of recordings", common)
+    p.add_argument("--model_path", required=True, help="model folder (results/<run>/model) or model file")
+    p.add_argument("--dataset", required=True, help="CSV/TSV/Parquet with the model's input columns, "
+                                                     "or a folder of recordings")
+    p.add_argument("--output_directory", default="predictions",
+                   help="writes predictions.parquet and predictions.csv (default: predictions)")
+    p.add_argument("--clip_overlap", type=float, default=0.0,
+                   help="folder input: seconds of overlap between windows (default 0)")
+    p.add_argument("--batch_size", type=int, help="examples per batch (default: the trainer's)")
+    p.add_argument("--data_root", help="folder holding local data sets for URIs")
+    _device_option(p)
+
+    p = _sub(sub, "visualize", "plot training or test statistics", common)
+    p.add_argument("--visualization", "-v", required=True, choices=VISUALIZATION_NAMES)
+    p.add_argument("--training_statistics", nargs="+", help="training_statistics.json file(s)")
+    p.add_argument("--test_statistics", nargs="+", help="test_statistics.json file(s)")
+    p.add_argument("--ground_truth_metadata", help="training_set_metadata.json (class names)")
+    p.add_argument("--output_feature_name", help="output to plot (default: the first)")
+    p.add_argument("--model_names", nargs="+", help="one name per statistics file")
+    p.add_argument("--top_n_classes", type=int, help="confusion matrix: keep the most frequent classes")
+    p.add_argument("--normalize", action="store_true", help="confusion matrix: divide rows by their totals")
+    p.add_argument("--output_directory", default="visualizations", help="(default: visualizations)")
+    p.add_argument("--file_format", default="png", choices=["png", "pdf", "svg"])
+
+    p = _sub(sub, "config", "print a config with every default filled in, or the key reference", common)
+    csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    show = csub.add_parser("show", help="print the full config (YAML)", parents=[common])
+    show.add_argument("config", help="YAML config file")
+    csub.add_parser("reference", help="list every config key with its default and allowed values",
+                    parents=[common])
+
+    from .dataset_registry import REGISTRY
+
+    p = _sub(sub, "datasets", "list or download named data sets", common)
+    dsub = p.add_subparsers(dest="datasets_command", metavar="ACTION", required=True)
+    dsub.add_parser("list", help="the registered data sets", parents=[common])
+    dl = dsub.add_parser("download", help="download (or index a local set) and write NAME.csv",
+                         parents=[common])
+    dl.add_argument("name", choices=sorted(REGISTRY))
+    dl.add_argument("--output_directory", default=".", help="where NAME.csv and NAME/ go (default: .)")
+    dl.add_argument("--data_root", help="folder holding esc10/ and fsdd/ (local sets)")
+    dl.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the server (default 5)")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    parser.parse_args(sys.argv[1:] if argv is None else argv)
-    parser.print_help()
+# ------------------------------------------------------------------------------ commands
+def _train(args) -> int:
+    from .config import load_config
+
+    config = load_config(args.config)  # config mistakes surface before the heavy imports
+    from .workflow import train
+
+    if not args.dataset and not args.training_set:
+        raise _Usage("give --dataset (split by the config) or --training_set")
+    if args.dataset and args.training_set:
+        raise _Usage("give either --dataset or --training_set, not both")
+    results = train(
+        config, args.dataset, training_set=args.training_set, validation_set=args.validation_set,
+        test_set=args.test_set, output_directory=args.output_directory,
+        experiment_name=args.experiment_name, data_root=args.data_root, device=args.device,
+        progress=not args.quiet,
+    )
+    print(f"run folder: {results.run_directory}")
+    print(f"model: {results.model_directory}")
+    if results.test_statistics:
+        print("test: " + _summary(results.test_statistics))
     return 0
+
+
+def _summary(stats: dict) -> str:
+    name = next(k for k in stats if k != "combined")
+    s = stats[name]
+
+    def fmt(v):
+        return "n/a" if v is None or v != v else f"{v:.3f}"
+
+    return (f"{name}: loss {fmt(s['loss'])}, accuracy {fmt(s['accuracy'])}, macro F1 "
+            f"{fmt(s['macro_f1'])}, ROC-AUC {fmt(s['roc_auc'])} ({s['num_examples']} examples)")
+
+
+def _evaluate(args) -> int:
+    from .workflow import evaluate
+
+    stats, _, out = evaluate(
+        args.model_path, args.dataset, split=args.split, output_directory=args.output_directory,
+        collect_predictions=not args.skip_save_predictions, data_root=args.data_root,
+        device=args.device, batch_size=args.batch_size, progress=not args.quiet,
+    )
+    print(_summary(stats))
+    print(f"wrote {out / 'test_statistics.json'}")
+    return 0
+
+
+def _predict(args) -> int:
+    from .workflow import predict
+
+    preds, out = predict(
+        args.model_path, args.dataset, output_directory=args.output_directory,
+        data_root=args.data_root, device=args.device, batch_size=args.batch_size,
+        clip_overlap=args.clip_overlap, progress=not args.quiet,
+    )
+    print(f"wrote {len(preds)} predictions to {out / 'predictions.csv'}")
+    return 0
+
+
+def _visualize(args) -> int:
+    from .visualize import VISUALIZATIONS
+
+    fn, needs = VISUALIZATIONS[args.visualization]
+    kwargs = dict(output_feature_name=args.output_feature_name, model_names=args.model_names,
+                  output_directory=args.output_directory, file_format=args.file_format)
+    if needs == "training":
+        if not args.training_statistics:
+            raise _Usage(f"--visualization {args.visualization} needs --training_statistics")
+        paths = fn(args.training_statistics, **kwargs)
+    else:
+        if not args.test_statistics:
+            raise _Usage(f"--visualization {args.visualization} needs --test_statistics")
+        if args.visualization == "confusion_matrix":
+            kwargs.update(ground_truth_metadata=args.ground_truth_metadata,
+                          top_n_classes=args.top_n_classes, normalize=args.normalize)
+        paths = fn(args.test_statistics, **kwargs)
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def _config(args) -> int:
+    from .config import load_config, schema_reference
+
+    if args.config_command == "show":
+        sys.stdout.write(load_config(args.config).to_yaml())
+        return 0
+    rows = schema_reference()
+    width = max(len(r[0]) for r in rows)
+    for key, default, allowed, when in rows:
+        extra = f"  [{when}]" if when else ""
+        print(f"{key:<{width}}  default {default:<10}  {allowed}{extra}")
+    return 0
+
+
+def _datasets(args) -> int:
+    from .dataset_registry import download, list_datasets
+
+    if args.datasets_command == "list":
+        for info in list_datasets():
+            where = info.url if info.kind == "download" else "local"
+            print(f"{info.name:<16} {info.kind:<9} {info.size:<8} {info.description}  ({where})")
+        return 0
+    csv = download(args.name, args.output_directory, data_root=args.data_root, timeout=args.timeout,
+                   progress=not args.quiet)
+    print(f"wrote {csv}")
+    return 0
+
+
+_COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "visualize": _visualize,
+             "config": _config, "datasets": _datasets}
+
+
+class _Usage(Exception):
+    """A command-line mistake found after parsing (exit status 2)."""
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        return f"{record.levelname.lower()}: {text}" if record.levelno >= logging.WARNING else text
+
+
+def _setup_output(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    logger = logging.getLogger("soundscape")
+    logger.handlers = [handler]
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+    warnings.showwarning = lambda message, category, *a, **k: print(f"warning: {message}", file=sys.stderr)
+
+
+def _one_line(exc: BaseException) -> str:
+    problems = getattr(exc, "problems", None)
+    if problems and len(problems) > 1:
+        head = str(exc).splitlines()[0].rstrip(":")
+        return f"{head}: " + "; ".join(problems)
+    if isinstance(exc, KeyError) and exc.args:
+        text = str(exc.args[0])
+    else:
+        text = str(exc)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " ".join(lines) if lines else type(exc).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return int(exc.code or 0)
+    args.debug = getattr(args, "debug", False)
+    args.quiet = getattr(args, "quiet", False)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    _setup_output(args.quiet)
+    from .errors import SoundscapeError
+
+    try:
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head` and friends
+        sys.stdout = open(os.devnull, "w")
+        return 0
+    except (ConfigError, _Usage) as exc:
+        if args.debug:
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except (SoundscapeError, FileNotFoundError, KeyError, ValueError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: still one line, the traceback is one flag away
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {_one_line(exc)} (run with --debug for the "
+              "traceback)", file=sys.stderr)
+        return 1

@@ -12,7 +12,8 @@ either the table is indexed by ``(file, start_time, end_time)`` (as made by
 
 from __future__ import annotations
 
-from typing import Any, Hashable, Mapping, Sequence
+import contextlib
+from typing import Any, Hashable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -70,31 +71,37 @@ def build_preprocessing(preprocessing: Preprocessing | None = None,
     else:
         if not isinstance(preprocessing, Preprocessing):
             raise ParameterError(
-                f"preprocessing must be a soundscape.preprocessing.Preprocessing, got {type(preprocessing).__name__}"
+                "preprocessing must be a soundscape.preprocessing.Preprocessing, got "
+                f"{type(preprocessing).__name__}"
             )
         for name, value in spectrogram_args.items():
             field, default = _SPECTROGRAM_ARGS[name]
             if not _same(value, default) and not _same(value, getattr(preprocessing, field)):
                 raise ParameterError(
-                    f"{name}={value!r} disagrees with preprocessing.{field}={getattr(preprocessing, field)!r}; "
-                    "pass either preprocessing= or spectrogram arguments, not both"
+                    f"{name}={value!r} disagrees with preprocessing.{field}="
+                    f"{getattr(preprocessing, field)!r}; pass either preprocessing= or spectrogram "
+                    "arguments, not both"
                 )
     if random_trim_length is not None:
         if not random_trim_length > 0:
-            raise ParameterError(f"random_trim_length must be > 0 seconds, got {random_trim_length!r}")
+            raise ParameterError(
+                f"random_trim_length must be > 0 seconds, got {random_trim_length!r}"
+            )
         if preprocessing.clip_duration is None:
             preprocessing = preprocessing.replace(clip_duration=float(random_trim_length))
         elif abs(preprocessing.clip_duration - random_trim_length) > 1e-9:
             raise ParameterError(
                 f"random_trim_length={random_trim_length} disagrees with clip_duration="
-                f"{preprocessing.clip_duration}; the trimmed length is the clip duration the model sees"
+                f"{preprocessing.clip_duration}; the trimmed length is the clip duration the model "
+                "sees"
             )
     if extend_short_clips and preprocessing.short_clip != "extend":
         preprocessing = preprocessing.replace(short_clip="extend")
     return preprocessing
 
 
-def _clip_table(df: pd.DataFrame, filename_column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+def _clip_table(df: pd.DataFrame, filename_column: str
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
     """(paths, offsets, durations or NaN, columns used for locating clips)."""
     if not isinstance(df, pd.DataFrame):
         raise ParameterError(f"df must be a pandas DataFrame, got {type(df).__name__}")
@@ -116,7 +123,8 @@ def _clip_table(df: pd.DataFrame, filename_column: str) -> tuple[np.ndarray, np.
     else:
         raise KeyError(
             f"filename column {filename_column!r} not found; the table's columns are "
-            f"{list(df.columns)} (or index it by (file, start_time, end_time) for clips of long files)"
+            f"{list(df.columns)} (or index it by (file, start_time, end_time) for clips of long "
+            "files)"
         )
     starts = pd.to_numeric(pd.Series(np.asarray(starts)), errors="coerce").to_numpy(float)
     ends = pd.to_numeric(pd.Series(np.asarray(ends)), errors="coerce").to_numpy(float)
@@ -125,8 +133,8 @@ def _clip_table(df: pd.DataFrame, filename_column: str) -> tuple[np.ndarray, np.
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ParameterError(
-            f"row {_show(df.index[i])}: clip times start_time={_show(starts[i])}, end_time={_show(ends[i])} are invalid "
-            "(need 0 <= start_time < end_time)"
+            f"row {_show(df.index[i])}: clip times start_time={_show(starts[i])}, "
+            f"end_time={_show(ends[i])} are invalid (need 0 <= start_time < end_time)"
         )
     return np.asarray(files, dtype=object).astype(str), starts, ends - starts, used
 
@@ -136,13 +144,16 @@ def _show(value: Any) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
-def _name_file(exc: Exception, where: str) -> Exception:
-    """`exc`, or an error of the same soundscape type whose message names `where`."""
-    path = where.split(" [")[0]
-    if path in str(exc):
-        return exc
-    cls = type(exc) if isinstance(exc, SoundscapeError) else AudioFileError
-    return cls(f"{where}: {type(exc).__name__}: {exc}")
+@contextlib.contextmanager
+def _naming(where: str) -> Iterator[None]:
+    """Re-raise errors so their message names `where` (the clip), keeping soundscape types."""
+    try:
+        yield
+    except Exception as exc:
+        if where.split(" [")[0] in str(exc):
+            raise
+        cls = type(exc) if isinstance(exc, SoundscapeError) else AudioFileError
+        raise cls(f"{where}: {type(exc).__name__}: {exc}") from exc
 
 
 class AudioDataset(torch.utils.data.Dataset):
@@ -163,9 +174,10 @@ class AudioDataset(torch.utils.data.Dataset):
                  preprocessing: Preprocessing | None = None, **spectrogram_args):
         self.df = df
         self.filename_column = filename_column
-        self.paths, self.offsets, self.durations, self._location_columns = _clip_table(df, filename_column)
-        self.preprocessing = build_preprocessing(preprocessing, random_trim_length, extend_short_clips,
-                                                 **spectrogram_args)
+        located = _clip_table(df, filename_column)
+        self.paths, self.offsets, self.durations, self._location_columns = located
+        self.preprocessing = build_preprocessing(preprocessing, random_trim_length,
+                                                 extend_short_clips, **spectrogram_args)
         self.loader = ClipLoader(self.preprocessing)
         self.random_trim_length = random_trim_length
         self.extend_short_clips = bool(extend_short_clips)
@@ -210,10 +222,8 @@ class AudioDataset(torch.utils.data.Dataset):
     # ------------------------------------------------------------------ loading
     def _load(self, loader: ClipLoader, i: int) -> np.ndarray:
         duration = None if np.isnan(self.durations[i]) else float(self.durations[i])
-        try:
+        with _naming(self.clip_path(i)):
             return loader.load(self.paths[i], offset=float(self.offsets[i]), duration=duration)
-        except Exception as exc:
-            raise _name_file(exc, self.clip_path(i)) from exc
 
     def _waveform(self, i: int, rng: np.random.Generator | None) -> np.ndarray:
         """Fitted samples of item `i` (a random window of it when random trims are on)."""
@@ -257,17 +267,14 @@ class AudioDataset(torch.utils.data.Dataset):
     def image(self, i: int) -> torch.Tensor:
         """The un-augmented model input of item `i` (channels, H, W), via the loader's cache."""
         duration = None if np.isnan(self.durations[i]) else float(self.durations[i])
-        try:
-            return self.loader.image(self.paths[i], offset=float(self.offsets[i]), duration=duration)
-        except Exception as exc:
-            raise _name_file(exc, self.clip_path(i)) from exc
+        with _naming(self.clip_path(i)):
+            return self.loader.image(self.paths[i], offset=float(self.offsets[i]),
+                                     duration=duration)
 
     def _to_image(self, i: int, samples: np.ndarray) -> torch.Tensor:
-        try:
+        with _naming(self.clip_path(i)):
             wave = torch.from_numpy(np.array(samples, dtype=np.float32))[None]  # a writable copy
             return self.preprocessing.images(wave)[0]
-        except Exception as exc:
-            raise _name_file(exc, self.clip_path(i)) from exc
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         i = int(i)
@@ -354,17 +361,20 @@ class SingleTargetAudioDataset(AudioDataset):
     Items are ``{"X": float tensor (channels, height, width), "y": long tensor (1,)}``.
     """
 
-    def __init__(self, df: pd.DataFrame, label_dict: Mapping[int, str], filename_column: str = "Destination",
-                 label_column: str | None = None, height: int = 224, width: int = 224,
-                 add_noise: bool = False, random_trim_length: float | None = None,
-                 extend_short_clips: bool = False, max_overlay_num: int = 0, overlay_prob: float = 0.2,
+    def __init__(self, df: pd.DataFrame, label_dict: Mapping[int, str],
+                 filename_column: str = "Destination", label_column: str | None = None,
+                 height: int = 224, width: int = 224, add_noise: bool = False,
+                 random_trim_length: float | None = None, extend_short_clips: bool = False,
+                 max_overlay_num: int = 0, overlay_prob: float = 0.2,
                  overlay_weight: float | str = "random", overlay_class: Hashable | None = None,
-                 audio_sample_rate: int = 22050, preprocessing: Preprocessing | None = None, **kwargs):
+                 audio_sample_rate: int = 22050, preprocessing: Preprocessing | None = None,
+                 **kwargs):
         self.label_dict = _check_label_dict(label_dict)
         self.classes = list(self.label_dict.values())
         self.label_column = label_column
         super().__init__(df, filename_column, height=height, width=width, add_noise=add_noise,
-                         random_trim_length=random_trim_length, extend_short_clips=extend_short_clips,
+                         random_trim_length=random_trim_length,
+                         extend_short_clips=extend_short_clips,
                          max_overlay_num=max_overlay_num, overlay_prob=overlay_prob,
                          overlay_weight=overlay_weight, overlay_class=overlay_class,
                          audio_sample_rate=audio_sample_rate, preprocessing=preprocessing, **kwargs)
@@ -373,20 +383,25 @@ class SingleTargetAudioDataset(AudioDataset):
 
     def _read_labels(self, df: pd.DataFrame, column: str) -> np.ndarray:
         if column not in df.columns:
-            raise KeyError(f"label column {column!r} not found; the table's columns are {list(df.columns)}")
+            raise KeyError(
+                f"label column {column!r} not found; the table's columns are {list(df.columns)}"
+            )
         values = pd.to_numeric(df[column], errors="coerce")
         bad = values.isna() | ~values.isin(list(self.label_dict))
         if bad.any():
             pos = int(np.flatnonzero(bad.to_numpy())[0])
             raise ParameterError(
-                f"row {_show(df.index[pos])}: label {_show(df[column].iloc[pos])} in column {column!r} is not a key of "
-                f"label_dict {self.label_dict} ({int(bad.sum())} bad row(s))"
+                f"row {_show(df.index[pos])}: label {_show(df[column].iloc[pos])} in column "
+                f"{column!r} is not a key of label_dict {self.label_dict} "
+                f"({int(bad.sum())} bad row(s))"
             )
         return values.to_numpy().astype(np.int64)
 
     def _make_pools(self) -> dict:
         if self.labels is None:
-            raise ParameterError("overlay augmentation needs label_column (overlays come from other classes)")
+            raise ParameterError(
+                "overlay augmentation needs label_column (overlays come from other classes)"
+            )
         by_label = {k: np.flatnonzero(self.labels == k) for k in self.label_dict}
         oc = self.overlay_class
         if oc is None or oc == "different":
@@ -440,23 +455,30 @@ class MultiTargetAudioDataset(AudioDataset):
             classes = [c for c in df.columns if c not in self._location_columns]
         classes = list(classes)
         if not classes:
-            raise ParameterError(f"no label columns: pass classes=; the table's columns are {list(df.columns)}")
+            raise ParameterError(
+                f"no label columns: pass classes=; the table's columns are {list(df.columns)}"
+            )
         missing = [c for c in classes if c not in df.columns]
         if missing:
-            raise KeyError(f"label column(s) {missing} not found; the table's columns are {list(df.columns)}")
+            raise KeyError(
+                f"label column(s) {missing} not found; the table's columns are {list(df.columns)}"
+            )
         values = df[classes].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
         bad = np.isnan(values) | (values < 0) | (values > 1)
         if bad.any():
             r, c = (int(x[0]) for x in np.nonzero(bad))
             raise ParameterError(
-                f"row {_show(df.index[r])}, column {classes[c]!r}: label {_show(df[classes[c]].iloc[r])} must be "
-                "a number from 0 to 1 (0 absent, 1 present)"
+                f"row {_show(df.index[r])}, column {classes[c]!r}: label "
+                f"{_show(df[classes[c]].iloc[r])} must be a number from 0 to 1 "
+                "(0 absent, 1 present)"
             )
         self.classes = [str(c) for c in classes]
         self.label_dict = dict(enumerate(self.classes))
         self.labels = values.astype(np.float32)
         if self.overlay_class not in (None, "different") and self.overlay_class not in self.classes:
-            raise ParameterError(f"overlay_class {self.overlay_class!r} is not one of the classes {self.classes}")
+            raise ParameterError(
+                f"overlay_class {self.overlay_class!r} is not one of the classes {self.classes}"
+            )
 
     def _target(self, i: int) -> np.ndarray:
         return self.labels[i]

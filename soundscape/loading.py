@@ -15,16 +15,17 @@ import os
 import random
 import sys
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from .cache import ClipCache, default_cache, source_key
 from .errors import ParameterError
-from .preprocessing import Preprocessing
+from .preprocessing import Preprocessing, stack_waveforms
 
 __all__ = ["ClipLoader", "default_loader_settings", "worker_init", "cpu_count"]
+
 
 def _segment(offset: float, duration: float | None) -> tuple[float, float | None]:
     return round(float(offset), 6), None if duration is None else round(float(duration), 6)
@@ -64,10 +65,8 @@ class ClipLoader:
         return default_cache() if self._cache in (None, True) else self._cache
 
     def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        if state["_cache"] is not None and state["_cache"] is default_cache():
-            state["_cache"] = None  # a worker uses its own process-wide default cache
-        return state
+        # a spawned worker gets the cache's settings (folder, budget), never its contents
+        return {"preprocessing": self.preprocessing, "_cache": self.cache if self._cache is not False else False}
 
     def __repr__(self) -> str:
         return f"<ClipLoader cache={self.cache!r}>"
@@ -114,7 +113,7 @@ class ClipLoader:
         cache = self.cache
         samples = None
         if cache is not None:  # reuse a cached waveform, but do not cache one just for this
-            samples = cache.get(self._key("audio", path, offset, duration))
+            samples = cache.get(self._key("audio", path, offset, duration), count_miss=False)
         if samples is None:
             samples = self.preprocessing.load_audio(path, offset=offset, duration=duration).samples
         wave = torch.from_numpy(np.array(samples, dtype=np.float32))[None]
@@ -128,8 +127,6 @@ class ClipLoader:
     # ------------------------------------------------------------------ batches
     def load_batch(self, items: Sequence) -> torch.Tensor:
         """Fitted waveforms (batch, samples) of `items` (paths or ``(path, offset, duration)``)."""
-        from .preprocessing import stack_waveforms
-
         return stack_waveforms([self.load(*_item(it)) for it in items])
 
     def spectrogram_batch(self, items: Sequence, device: str | torch.device | None = None) -> torch.Tensor:
@@ -151,7 +148,8 @@ class ClipLoader:
             device = torch.device(device) if device is not None else waves.device
             specs = self.preprocessing.spectrogram_batch(waves.to(device)).cpu().numpy()
             for j, i in enumerate(missing):
-                found[i] = cache.put(keys[i], specs[j]) if cache is not None else specs[j]
+                spec = np.array(specs[j])  # its own memory, so cache entries are independent
+                found[i] = cache.put(keys[i], spec) if cache is not None else spec
         shapes = {f.shape for f in found}
         if len(shapes) > 1:
             raise ParameterError(
@@ -163,13 +161,12 @@ class ClipLoader:
 
     def load_batch_uncached(self, items: Sequence) -> torch.Tensor:
         """Like `load_batch`, but waveforms missing from the cache are not added to it."""
-        from .preprocessing import stack_waveforms
-
         cache = self.cache
         arrays = []
         for it in items:
             path, offset, duration = _item(it)
-            samples = cache.get(self._key("audio", path, offset, duration)) if cache is not None else None
+            samples = (cache.get(self._key("audio", path, offset, duration), count_miss=False)
+                       if cache is not None else None)
             if samples is None:
                 samples = self.preprocessing.load_audio(path, offset=offset, duration=duration).samples
             arrays.append(samples)
@@ -269,7 +266,3 @@ def _start_method() -> str:
         return "fork"
     return "spawn"
 
-
-def iter_items(paths: Iterable) -> list[tuple[str | Path, float, float | None]]:
-    """Normalise paths or ``(path, offset, duration)`` tuples to tuples."""
-    return [_item(p) for p in paths]

@@ -4,6 +4,9 @@ Single-target (one-of-n): accuracy, per-class precision/recall/F1 and the confus
 matrix. Multi-target (independent present/absent per class): per-class precision,
 recall and F1 at a threshold, ROC-AUC and average precision, plus macro means.
 
+Also: per-epoch training histories (`read_history`, `plot_history`) and their
+conversions to plain values for checkpoints, JSON and CSV.
+
 Small validation sets often lack a class: precision/recall/F1 are then 0 (sklearn's
 ``zero_division=0``) and ROC-AUC / average precision are NaN; macro means skip NaNs.
 """
@@ -52,7 +55,8 @@ def single_target_metrics(y_true, y_pred, num_classes: int) -> dict:
     if len(y_true) == 0:
         nan = np.full(len(labels), np.nan)
         return {"accuracy": float("nan"), "precision": nan, "recall": nan.copy(), "f1": nan.copy(),
-                "macro_f1": float("nan"), "confusion_matrix": np.zeros((len(labels),) * 2, dtype=int)}
+                "macro_f1": float("nan"),
+                "confusion_matrix": np.zeros((len(labels), len(labels)), dtype=int)}
     precision, recall, f1, _ = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, average=None, zero_division=0
     )
@@ -125,3 +129,121 @@ def multi_target_metrics(y_true, scores, threshold: float = 0.5) -> dict:
     for name in ("precision", "recall", "f1", "roc_auc", "average_precision"):
         out[f"macro_{name}"] = _nanmean(out[name])
     return out
+
+
+# --------------------------------------------------------------------------- training histories
+def plain_record(record: dict) -> dict:
+    """A per-epoch record with numpy values as Python numbers and lists (NaN kept)."""
+    out = {}
+    for key, value in record.items():
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out[key] = value
+    return out
+
+
+def array_record(record: dict) -> dict:
+    """Inverse of `plain_record`: lists become float arrays, JSON nulls NaN."""
+    out = {}
+    for key, value in record.items():
+        if isinstance(value, list):
+            value = np.array(value, dtype=float)
+        elif value is None:
+            value = np.nan
+        out[key] = value
+    return out
+
+
+def to_json(value):
+    """`value` with numpy types as Python ones and NaN/inf as None (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return to_json(value.tolist())
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
+def flat_record(record: dict, classes: list[str]) -> dict:
+    """One CSV row: per-class arrays become ``name[class]`` columns; matrices are left out."""
+    out = {}
+    for key, value in record.items():
+        if isinstance(value, np.ndarray):
+            if value.ndim == 1 and len(value) == len(classes):
+                out.update({f"{key}[{c}]": float(v) for c, v in zip(classes, value)})
+        else:
+            out[key] = value
+    return out
+
+
+def read_history(path) -> "pd.DataFrame":
+    """The per-epoch history `train` returned, read back from a save_dir or its ``metrics.json``."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no training history at {path} (train() writes metrics.json)")
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    frame = pd.DataFrame([array_record(r) for r in doc["epochs"]])
+    frame.attrs.update(classes=doc["classes"], skipped_files=doc.get("skipped_files", []),
+                       best_epoch=doc.get("best_epoch"))
+    return frame
+
+
+def plot_history(history, metrics=("train_loss", "valid_loss"), ax=None):
+    """Plot metrics per epoch; per-class metrics draw one line per class.
+
+    Parameters
+    ----------
+    history : DataFrame, list of dicts, or path
+        What `soundscape.torch.train.train` returned, or its save_dir / ``metrics.json``.
+    metrics : list of str
+        Column names, e.g. ``["train_accuracy", "valid_accuracy", "valid_f1"]``.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    (fig, ax)
+    """
+    import os
+
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    if isinstance(history, (str, os.PathLike)):
+        history = read_history(history)
+    elif not isinstance(history, pd.DataFrame):
+        history = pd.DataFrame(list(history))
+    classes = history.attrs.get("classes")
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    missing = [m for m in metrics if m not in history.columns]
+    if missing:
+        raise KeyError(
+            f"metric(s) {missing} not in the history; available: {list(history.columns)}"
+        )
+    fig, ax = plt.subplots() if ax is None else (ax.figure, ax)
+    epochs = history["epoch"].to_numpy() if "epoch" in history else np.arange(len(history))
+    for name in metrics:
+        values = history[name].to_list()
+        if values and isinstance(values[0], (np.ndarray, list)):
+            arr = np.vstack([np.asarray(v, dtype=float) for v in values])
+            for c in range(arr.shape[1]):
+                label = classes[c] if classes and c < len(classes) else str(c)
+                ax.plot(epochs, arr[:, c], marker="o", label=f"{name} ({label})")
+        else:
+            ax.plot(epochs, np.asarray(values, dtype=float), marker="o", label=name)
+    ax.set_xlabel("epoch")
+    ax.legend()
+    return fig, ax

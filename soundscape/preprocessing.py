@@ -73,6 +73,12 @@ class Preprocessing:
         object.__setattr__(self, "decibel_limits", tuple(float(x) for x in self.decibel_limits))
         if int(self.sample_rate) != self.sample_rate or self.sample_rate <= 0:
             raise ParameterError(f"sample_rate must be a positive integer, got {self.sample_rate!r}")
+        # one spelling per value (5 and 5.0), so equal objects have equal cache keys
+        object.__setattr__(self, "sample_rate", int(self.sample_rate))
+        for name in ("clip_duration", "min_frequency", "max_frequency"):
+            value = getattr(self, name)
+            if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+                object.__setattr__(self, name, float(value))
         if self.clip_duration is not None and not (self.clip_duration > 0):
             raise ParameterError(f"clip_duration must be > 0 seconds or None, got {self.clip_duration!r}")
         if self.short_clip not in SHORT_CLIP_POLICIES:

@@ -105,6 +105,7 @@ def test_cache_keys_follow_the_parameters_they_depend_on():
     assert audio_change.spectrogram_cache_key() != base.spectrogram_cache_key()
     assert base.replace(short_clip="extend").audio_cache_key() != base.audio_cache_key()
     assert base.replace(extra={"note": "x"}).cache_key() == base.cache_key()
+    assert Preprocessing(sample_rate=22050.0, clip_duration=2).cache_key() == base.cache_key()
 
 
 def test_round_trip_and_frames():

@@ -13,14 +13,32 @@ import torch
 import torchvision
 
 from soundscape.datasets import MultiTargetAudioDataset, SingleTargetAudioDataset
-from soundscape.errors import ParameterError, TrainingError
+from soundscape.errors import ModelFileError, ParameterError, TrainingError
 from soundscape.model_file import load_model
-from soundscape.torch.models import resnet18
+from soundscape.torch.models import register, resnet18
 from soundscape.torch.train import plot_history, read_history, train
 
 RATE = 8000
-SMALL = dict(height=64, width=64, audio_sample_rate=RATE, window_samples=256, overlap_samples=128)
+SMALL = dict(height=48, width=48, audio_sample_rate=RATE, window_samples=256, overlap_samples=128)
 LABELS = {0: "low", 1: "high"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: tiny models gain nothing from more, and the CI machine is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@register("tiny_test_cnn")
+def tiny_cnn(num_classes: int) -> torch.nn.Module:
+    """A registered architecture small enough for quick checkpoint tests."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, num_classes),
+    )
 
 
 # the classic tutorial's log-parsing functions, as it gives them
@@ -88,7 +106,7 @@ def test_training_loss_falls_and_log_parses_with_the_classic_functions(clips, tm
     history, log = _train(save_dir, model, train_ds, valid_ds, epochs=4, log_every=2)
     assert list(history["epoch"]) == [0, 1, 2, 3]
     assert history["train_loss"].iloc[-1] < 0.5 * history["train_loss"].iloc[0]
-    assert history["train_accuracy"].iloc[-1] == 1.0
+    assert history["train_accuracy"].iloc[-1] >= 0.9
     assert log.startswith("Epoch 0\n  Validation results:\n    train_loss: ")
     assert get_metric_from_log(log, "train_loss") == pytest.approx(list(history["train_loss"]))
     assert get_metric_from_log(log, "valid_accuracy") == pytest.approx(list(history["valid_accuracy"]))
@@ -143,9 +161,10 @@ def test_checkpoints_and_best_model_reproduce_the_network(clips, tmp_path):
 
 def test_resume_continues_from_the_last_checkpoint(clips, tmp_path):
     train_ds, valid_ds = _datasets(clips)
-    model = resnet18(2)
+    model = tiny_cnn(2)
     first, _ = _train(tmp_path, model, train_ds, valid_ds, epochs=2, log_every=1)
-    fresh = resnet18(2)
+    assert load_model(tmp_path / "epoch-1.tar").architecture == "tiny_test_cnn"
+    fresh = tiny_cnn(2)
     optimizer = torch.optim.SGD(fresh.parameters(), lr=0.01, momentum=0.9)
     done, log = _train(tmp_path, fresh, train_ds, valid_ds, epochs=2, optimizer=optimizer,
                        resume_from=tmp_path)
@@ -158,8 +177,11 @@ def test_resume_continues_from_the_last_checkpoint(clips, tmp_path):
     assert log.startswith("Epoch 2\n") and list(more["epoch"]) == [0, 1, 2]
     np.testing.assert_allclose(more["train_loss"][:2], first["train_loss"])
     assert (tmp_path / "epoch-2.tar").exists() and len(pd.read_csv(tmp_path / "metrics.csv")) == 3
-    with pytest.raises(FileNotFoundError, match="no epoch-N.tar"):
-        _train(tmp_path / "empty", resnet18(2), train_ds, valid_ds, resume_from=tmp_path / "sub")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no epoch-N.tar checkpoint in .*empty"):
+        _train(tmp_path / "new", tiny_cnn(2), train_ds, valid_ds, resume_from=tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="no checkpoint file or folder at .*missing"):
+        _train(tmp_path / "new", tiny_cnn(2), train_ds, valid_ds, resume_from=tmp_path / "missing")
 
 
 def test_corrupt_clip_is_logged_once_and_skipped(clips, tmp_path, caplog):
@@ -169,7 +191,7 @@ def test_corrupt_clip_is_logged_once_and_skipped(clips, tmp_path, caplog):
     train_ds = SingleTargetAudioDataset(df, LABELS, filename_column="file", label_column="label", **SMALL)
     _, valid_ds = _datasets(clips)
     with caplog.at_level(logging.WARNING, logger="soundscape.train"):
-        history, log = _train(tmp_path, resnet18(2), train_ds, valid_ds, epochs=2, num_workers=1)
+        history, log = _train(tmp_path, tiny_cnn(2), train_ds, valid_ds, epochs=2, num_workers=1)
     warnings = [r.getMessage() for r in caplog.records if "broken.wav" in r.getMessage()]
     assert len(warnings) == 1 and "skipping" in warnings[0]
     assert history.attrs["skipped_files"] == [str(broken)]
@@ -184,13 +206,13 @@ def test_nan_loss_stops_training_naming_epoch_and_batch(clips, tmp_path):
         return torch.nn.functional.cross_entropy(logits, y) * float("nan")
 
     with pytest.raises(TrainingError, match="epoch 0, batch 0"):
-        _train(tmp_path, resnet18(2), train_ds, valid_ds, loss_fn=nan_loss)
+        _train(tmp_path, tiny_cnn(2), train_ds, valid_ds, loss_fn=nan_loss)
 
 
 def test_model_output_size_must_match_classes(clips, tmp_path):
     train_ds, valid_ds = _datasets(clips)
     with pytest.raises(ParameterError, match="2 classes"):
-        _train(tmp_path, resnet18(3), train_ds, valid_ds, epochs=1)
+        _train(tmp_path, tiny_cnn(3), train_ds, valid_ds, epochs=1)
 
 
 class TinyNet(torch.nn.Module):
@@ -218,11 +240,13 @@ def test_multi_target_training_reports_auc_and_saves_other_modules(clips, tmp_pa
     assert auc.shape == (2, 2) and np.all((auc >= 0) & (auc <= 1))
     assert np.all(np.isfinite(history["valid_macro_average_precision"]))
     assert get_metric_from_log(log, "valid_precision") == pytest.approx([v[1] for v in history["valid_precision"]])
-    detector = load_model(tmp_path / "best.model")
+    with pytest.raises(ModelFileError, match="trusted=True"):
+        load_model(tmp_path / "best.model")  # a pickled module is code: only loaded when trusted
+    detector = load_model(tmp_path / "best.model", trusted=True)
     assert detector.multi_target and detector.classes == ["low", "high"]
     assert detector.architecture == "torch_module"
     x = valid_ds[0]["X"][None]
     model.eval()
     with torch.no_grad():
         assert detector(x).shape == (1, 2)
-        torch.testing.assert_close(load_model(tmp_path / "epoch-1.tar")(x), model(x))
+        torch.testing.assert_close(load_model(tmp_path / "epoch-1.tar", trusted=True)(x), model(x))

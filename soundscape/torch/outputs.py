@@ -72,7 +72,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     frame["file"] = frame["file"].astype(str)
-    return frame.set_index(INDEX)
+    frame = frame.set_index(INDEX)
+    return frame.astype("float32")  # scores are float32, as predict_recordings returns them
 
 
 def file_key(path: str | Path) -> str:
@@ -113,6 +114,10 @@ class OutputFolder:
         atomic_write(run, lambda tmp: Path(tmp).write_text(json.dumps(settings, indent=1, sort_keys=True),
                                                             encoding="utf-8"))
         self.done = self._read_manifest()
+        # rewrite it without lines cut by an interrupted run, so appends start on a new line
+        if self.manifest.exists():
+            text = "".join(json.dumps(e) + "\n" for e in self.done.values())
+            atomic_write(self.manifest, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
     def _read_manifest(self) -> dict[str, dict]:
         done: dict[str, dict] = {}

@@ -8,6 +8,7 @@ table of it), and ``result.attrs["summary"]`` counts what was done.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -33,6 +34,9 @@ from .windows import background_items, find_audio_files, frame_geometry, plan_wi
 logger = logging.getLogger("soundscape.predict")
 
 ACTIVATIONS = ("auto", "softmax", "sigmoid", None)
+#: windows whose images are made at a time (small groups keep the temporaries of
+#: `features.db_to_image` small; the model still gets full batches)
+GROUP_SIZE = 4
 
 
 # ---------------------------------------------------------------------------- shared parts
@@ -278,9 +282,21 @@ def _weights_digest(model: Detector) -> str:
     return h.hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=1)
+def _openmp_backend() -> bool:
+    """True when torch's intra-op threads come from OpenMP (thread counts are per thread)."""
+    return "parallel backend: OpenMP" in torch.__config__.parallel_info()
+
+
 def _produce(plans: list, prep: Preprocessing, chunk_duration: float, group: int,
-             stats: dict, stop: threading.Event) -> Iterator[tuple]:
-    """Items ("images", k, idx, images) ... ("done", k) or ("error", k, record) per plan."""
+             stats: dict, stop: threading.Event, background: bool = False) -> Iterator[tuple]:
+    """Items ("images", k, idx, images) ... ("done", k) or ("error", k, record) per plan.
+
+    In a background thread, torch ops here use one intra-op thread (a per-thread setting
+    with OpenMP), leaving the other cores to the model instead of oversubscribing them.
+    """
+    if background and _openmp_backend():
+        torch.set_num_threads(1)
     for k, plan in plans:
         try:
             for idx, images in window_images(plan, prep, chunk_duration, group, stats):
@@ -413,12 +429,14 @@ def predict_recordings(
                  "filled": 0, "produced": False} for k, p in plans}
     stats: dict = {"max_chunk_samples": 0}
     stop = threading.Event()
+    group = min(batch_size, GROUP_SIZE)
     if num_workers == 0:
-        items: Iterator = _produce(plans, prep, chunk_duration, batch_size, stats, stop)
+        items: Iterator = _produce(plans, prep, chunk_duration, group, stats, stop)
     else:
         shards = [plans[s::num_workers] for s in range(num_workers)]
-        items = background_items(lambda s: _produce(shards[s], prep, chunk_duration, batch_size, stats, stop),
-                          num_workers, stop, max_items=2 * num_workers + 1)
+        items = background_items(lambda s: _produce(shards[s], prep, chunk_duration, group, stats, stop,
+                                                    background=True),
+                          num_workers, stop, max_items=num_workers + 1)
 
     def finish(k: int) -> None:
         st = state.pop(k)

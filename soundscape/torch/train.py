@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -27,8 +27,17 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ..errors import ParameterError, TrainingError
 from ..helpers import atomic_path
-from ..metrics import multi_target_metrics, single_target_metrics
 from ..loading import default_loader_settings, worker_init
+from ..metrics import (
+    array_record,
+    flat_record,
+    multi_target_metrics,
+    plain_record,
+    plot_history,
+    read_history,
+    single_target_metrics,
+    to_json,
+)
 from ..model_file import Detector, atomic_torch_save, model_payload
 from ..preprocessing import Preprocessing
 from .models import PICKLED_MODULE, identify
@@ -40,7 +49,9 @@ logger = logging.getLogger("soundscape.train")
 #: metrics printed each epoch, in order (the classic log)
 LOGGED = ("loss", "accuracy", "precision", "recall", "f1")
 #: extra metrics printed for multi-target training
-LOGGED_MULTI = ("roc_auc", "average_precision", "macro_f1", "macro_roc_auc", "macro_average_precision")
+LOGGED_MULTI = (
+    "roc_auc", "average_precision", "macro_f1", "macro_roc_auc", "macro_average_precision",
+)
 BEST_MODEL = "best.model"
 _CHECKPOINT = re.compile(r"^epoch-(\d+)\.tar$")
 
@@ -124,7 +135,7 @@ def _progress(iterable, enabled: bool, desc: str, total: int):
     return tqdm(iterable, desc=desc, total=total, file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
-def _classes_of(dataset: Dataset, multi_target: bool) -> tuple[list[str], dict]:
+def _classes_of(dataset: Dataset) -> tuple[list[str], dict]:
     label_dict = getattr(dataset, "label_dict", None)
     if not label_dict:
         raise ParameterError(
@@ -133,29 +144,37 @@ def _classes_of(dataset: Dataset, multi_target: bool) -> tuple[list[str], dict]:
         )
     keys = sorted(label_dict)
     if keys != list(range(len(keys))):
-        raise ParameterError(f"label_dict keys must be 0..{len(keys) - 1} (the model's outputs), got {keys}")
+        raise ParameterError(
+            f"label_dict keys must be 0..{len(keys) - 1} (the model's outputs), got {keys}"
+        )
     return [str(label_dict[k]) for k in keys], dict(label_dict)
 
 
 def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, epochs, batch_size,
            num_workers, log_every, scheduler, device, seed, progress_bar, print_logging) -> _Run:
+    device = torch.device(device) if device is not None else torch.device(
+        "cuda" if torch.cuda.is_available() else "cpu")
+    settings = default_loader_settings(device)  # defaults chosen from the machine
+    batch_size = settings["batch_size"] if batch_size is None else batch_size
+    num_workers = settings["num_workers"] if num_workers is None else num_workers
     if int(epochs) < 1 or int(batch_size) < 1 or int(log_every) < 1 or int(num_workers) < 0:
         raise ParameterError(
-            f"need epochs >= 1, batch_size >= 1, log_every >= 1, num_workers >= 0; got epochs={epochs}, "
-            f"batch_size={batch_size}, log_every={log_every}, num_workers={num_workers}"
+            "need epochs >= 1, batch_size >= 1, log_every >= 1, num_workers >= 0; got "
+            f"epochs={epochs}, batch_size={batch_size}, log_every={log_every}, "
+            f"num_workers={num_workers}"
         )
     if valid_dataset is None or len(valid_dataset) == 0 or len(train_dataset) == 0:
         raise ParameterError("train_dataset and valid_dataset must both hold at least one clip")
     preprocessing = getattr(train_dataset, "preprocessing", None)
     if not isinstance(preprocessing, Preprocessing):
         raise ParameterError(
-            f"train_dataset ({type(train_dataset).__name__}) has no .preprocessing; the model file needs "
-            "it to prepare audio at prediction time (use a soundscape dataset)"
+            f"train_dataset ({type(train_dataset).__name__}) has no .preprocessing; the model file "
+            "needs it to prepare audio at prediction time (use a soundscape dataset)"
         )
     multi = getattr(train_dataset, "multi_target", None)
     if multi is None:
         multi = isinstance(loss_fn, (torch.nn.BCEWithLogitsLoss, torch.nn.BCELoss))
-    classes, label_dict = _classes_of(train_dataset, bool(multi))
+    classes, label_dict = _classes_of(train_dataset)
     if isinstance(model, Detector):
         network, arch = model.network, model.architecture
         kwargs = {k: v for k, v in model.architecture_kwargs.items() if k != "weights"}
@@ -163,20 +182,22 @@ def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, ep
         network = model
         arch, kwargs = identify(model, len(classes))
         if "module" in kwargs:
-            logger.info("%s is not a registered architecture: the model file will pickle the whole module "
-                        "(its class must be importable when loading)", type(model).__name__)
+            logger.warning(
+                "%s is not a registered architecture: model files will hold the pickled module; "
+                "load them with load_model(path, trusted=True) where its class can be imported",
+                type(model).__name__,
+            )
     else:
         raise ParameterError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if seed is not None:
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
         random.seed(seed)
-    device = torch.device(device) if device is not None else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu")
     network.to(device)
-    progress = (sys.stderr.isatty() or _in_notebook()) if progress_bar is None else bool(progress_bar)
-    run = _Run(network, arch, kwargs, classes, label_dict, bool(multi), preprocessing, optimizer, scheduler,
-               loss_fn, device, Path(save_dir), int(epochs), int(log_every), progress, print_logging)
+    progress = sys.stderr.isatty() or _in_notebook() if progress_bar is None else bool(progress_bar)
+    run = _Run(network, arch, kwargs, classes, label_dict, bool(multi), preprocessing, optimizer,
+               scheduler, loss_fn, device, Path(save_dir), int(epochs), int(log_every), progress,
+               print_logging)
     run.save_dir.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator()
     if seed is not None:
@@ -185,8 +206,9 @@ def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, ep
                   pin_memory=device.type == "cuda")
     if int(num_workers) > 0:
         common.update(worker_init_fn=worker_init, persistent_workers=True,
-                      multiprocessing_context=default_loader_settings(device)["multiprocessing_context"])
-    run.train_loader = DataLoader(_SafeDataset(train_dataset), shuffle=True, generator=generator, **common)
+                      multiprocessing_context=settings["multiprocessing_context"])
+    run.train_loader = DataLoader(_SafeDataset(train_dataset), shuffle=True, generator=generator,
+                                  **common)
     run.valid_loader = DataLoader(_SafeDataset(valid_dataset), shuffle=False, **common)
     return run
 
@@ -202,14 +224,17 @@ def _note_failures(run: _Run, failed: list[_Failed]) -> None:
 def _forward(run: _Run, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     x = batch["X"].to(run.device, non_blocking=True)
     if "y" not in batch:
-        raise ParameterError("dataset items have no 'y': create the dataset with label_column= to train")
+        raise ParameterError(
+            "dataset items have no 'y': create the dataset with label_column= to train"
+        )
     y = batch["y"].to(run.device, non_blocking=True)
     y = y.float() if run.multi_target else y.view(-1).long()
     logits = run.network(x)
     if logits.ndim != 2 or logits.shape[1] != len(run.classes):
         raise ParameterError(
-            f"the model outputs shape {tuple(logits.shape)} but the dataset has {len(run.classes)} classes "
-            f"{run.classes}; give the model's last layer {len(run.classes)} outputs"
+            f"the model outputs shape {tuple(logits.shape)} but the dataset has "
+            f"{len(run.classes)} classes {run.classes}; give the model's last layer "
+            f"{len(run.classes)} outputs"
         )
     return logits, y, run.loss_fn(logits, y)
 
@@ -228,7 +253,8 @@ def _run_epoch(run: _Run, epoch: int) -> dict:
     """One pass over the training data; returns loss and metrics of the training predictions."""
     run.network.train()
     total, n, logits_all, y_all = 0.0, 0, [], []
-    loader = _progress(run.train_loader, run.progress, f"epoch {epoch} train", len(run.train_loader))
+    loader = _progress(run.train_loader, run.progress, f"epoch {epoch} train",
+                       len(run.train_loader))
     for b, (batch, failed) in enumerate(loader):
         _note_failures(run, failed)
         if batch is None:
@@ -289,34 +315,8 @@ def _print_epoch(run: _Run, record: dict) -> None:
 
 
 # --------------------------------------------------------------------------- saving
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if not math.isfinite(float(value)) else float(value)
-    return value
-
-
-def _plain(record: dict) -> dict:
-    """A history record with numpy values as Python numbers and lists (NaN kept)."""
-    return {k: (v.tolist() if isinstance(v, np.ndarray) else v.item() if isinstance(v, np.generic) else v)
-            for k, v in record.items()}
-
-
-def _from_plain(record: dict) -> dict:
-    """Inverse of `_plain` (lists back to float arrays; JSON nulls to NaN)."""
-    return {k: (np.array(v, dtype=float) if isinstance(v, list) else np.nan if v is None else v)
-            for k, v in record.items()}
-
-
 def _metadata(run: _Run, record: dict) -> dict:
-    return {"label_dict": run.label_dict, "epoch": record["epoch"], "metrics": _jsonable(record),
+    return {"label_dict": run.label_dict, "epoch": record["epoch"], "metrics": to_json(record),
             "trained_by": "soundscape.torch.train"}
 
 
@@ -333,8 +333,8 @@ def _save_checkpoint(run: _Run, epoch: int) -> Path:
         "classes": run.classes,
         "multi_target": run.multi_target,
         "preprocessing": run.preprocessing.to_dict(),
-        "metrics": _plain(record),
-        "history": [_plain(r) for r in run.history],
+        "metrics": plain_record(record),
+        "history": [plain_record(r) for r in run.history],
         "skipped_files": list(run.skipped),
         "skipped_errors": dict(run.skipped),
         "best_score": run.best_score,
@@ -344,26 +344,15 @@ def _save_checkpoint(run: _Run, epoch: int) -> Path:
     return atomic_torch_save(checkpoint, run.save_dir / f"epoch-{epoch}.tar")
 
 
-def _flat(record: dict, classes: Sequence[str]) -> dict:
-    out = {}
-    for key, value in record.items():
-        if isinstance(value, np.ndarray):
-            if value.ndim == 1 and len(value) == len(classes):
-                out.update({f"{key}[{c}]": float(v) for c, v in zip(classes, value)})
-        else:
-            out[key] = value
-    return out
-
-
 def _write_metrics(run: _Run) -> None:
     """Rewrite metrics.csv (per-class values in ``name[class]`` columns) and metrics.json."""
-    frame = pd.DataFrame([_flat(r, run.classes) for r in run.history])
+    frame = pd.DataFrame([flat_record(r, run.classes) for r in run.history])
     with atomic_path(run.save_dir / "metrics.csv") as tmp:
         frame.to_csv(tmp, index=False)
     doc = {"classes": run.classes, "label_dict": run.label_dict, "multi_target": run.multi_target,
            "best_epoch": run.best_epoch, "skipped_files": list(run.skipped), "epochs": run.history}
     with atomic_path(run.save_dir / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(_jsonable(doc), indent=1), encoding="utf-8")
+        tmp.write_text(json.dumps(to_json(doc), indent=1), encoding="utf-8")
 
 
 def _update_best(run: _Run, record: dict) -> None:
@@ -397,15 +386,18 @@ def _load_checkpoint(path: Path, trusted: bool) -> dict:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=not trusted)
     except Exception as exc:
-        raise ParameterError(f"resume_from: {path} is not a readable checkpoint ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:200]})") from exc
+        first_line = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise ParameterError(f"resume_from: {path} is not a readable checkpoint "
+                             f"({type(exc).__name__}: {first_line})") from exc
 
 
 def _resume(run: _Run, resume_from: str | Path) -> None:
     path = latest_checkpoint(resume_from)
     ckpt = _load_checkpoint(path, trusted=run.architecture == PICKLED_MODULE)
     if not isinstance(ckpt, dict) or ckpt.get("format") != "soundscape-checkpoint":
-        raise ParameterError(f"resume_from: {path} is not a checkpoint written by soundscape's train()")
+        raise ParameterError(
+            f"resume_from: {path} is not a checkpoint written by soundscape's train()"
+        )
     if list(ckpt["classes"]) != run.classes:
         raise ParameterError(f"resume_from: {path} was trained on classes {ckpt['classes']}, "
                              f"but the dataset has {run.classes}")
@@ -413,7 +405,7 @@ def _resume(run: _Run, resume_from: str | Path) -> None:
     run.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
     if run.scheduler is not None and ckpt.get("scheduler_state_dict") is not None:
         run.scheduler.load_state_dict(ckpt["scheduler_state_dict"])
-    run.history = [_from_plain(r) for r in ckpt["history"] if r["epoch"] <= ckpt["epoch"]]
+    run.history = [array_record(r) for r in ckpt["history"] if r["epoch"] <= ckpt["epoch"]]
     run.skipped = dict(ckpt.get("skipped_errors") or {})
     run.best_score, run.best_epoch = ckpt["best_score"], ckpt["best_epoch"]
     run.start_epoch = int(ckpt["epoch"]) + 1
@@ -437,8 +429,8 @@ def train(
     optimizer: torch.optim.Optimizer,
     loss_fn: torch.nn.Module,
     epochs: int = 25,
-    batch_size: int = 1,
-    num_workers: int = 0,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
     log_every: int = 5,
     *,
     scheduler: Any = None,
@@ -464,7 +456,11 @@ def train(
         Built on ``model.parameters()``.
     loss_fn : callable
         E.g. ``CrossEntropyLoss()`` (single-target) or ``BCEWithLogitsLoss()`` (multi-target).
-    epochs, batch_size, num_workers : int
+    epochs : int
+    batch_size, num_workers : int, optional
+        Default: chosen from the machine by `soundscape.loading.default_loader_settings`
+        (32 clips and half the CPUs as loader workers on a CPU; 64 and all CPUs but one
+        on a GPU).
     log_every : int
         Save ``epoch-N.tar`` every this many epochs (and at the last one).
     scheduler : optional
@@ -494,8 +490,9 @@ def train(
     TrainingError
         The loss became NaN (names epoch and batch), or no training clip could be loaded.
     """
-    run = _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, epochs, batch_size,
-                 num_workers, log_every, scheduler, device, seed, progress_bar, print_logging)
+    run = _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, epochs,
+                 batch_size, num_workers, log_every, scheduler, device, seed, progress_bar,
+                 print_logging)
     if resume_from is not None:
         _resume(run, resume_from)
     for epoch in range(run.start_epoch, run.epochs):
@@ -520,63 +517,6 @@ def train(
             _save_checkpoint(run, epoch)
         _write_metrics(run)
     if run.print_logging and run.best_epoch is not None:
-        print(f"Training complete. Best model: epoch {run.best_epoch}, saved to {run.save_dir / BEST_MODEL}",
-              flush=True)
+        best = run.save_dir / BEST_MODEL
+        print(f"Training complete. Best model: epoch {run.best_epoch}, saved to {best}", flush=True)
     return _history_frame(run)
-
-
-def read_history(path: str | Path) -> pd.DataFrame:
-    """The history `train` returned, read back from a save_dir or its ``metrics.json``."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.json"
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    records = [_from_plain(r) for r in doc["epochs"]]
-    frame = pd.DataFrame(records)
-    frame.attrs.update(classes=doc["classes"], skipped_files=doc.get("skipped_files", []),
-                       best_epoch=doc.get("best_epoch"))
-    return frame
-
-
-def plot_history(history: pd.DataFrame | list | str | Path,
-                 metrics: Sequence[str] = ("train_loss", "valid_loss"), ax=None):
-    """Plot metrics per epoch; per-class metrics draw one line per class.
-
-    Parameters
-    ----------
-    history : DataFrame, list of dicts, or path
-        What `train` returned, or its save_dir / ``metrics.json``.
-    metrics : list of str
-        Column names, e.g. ``["train_accuracy", "valid_accuracy", "valid_f1"]``.
-    ax : matplotlib Axes, optional
-
-    Returns
-    -------
-    (fig, ax)
-    """
-    import matplotlib.pyplot as plt
-
-    if isinstance(history, (str, Path)):
-        history = read_history(history)
-    elif not isinstance(history, pd.DataFrame):
-        history = pd.DataFrame(list(history))
-    classes = history.attrs.get("classes")
-    if isinstance(metrics, str):
-        metrics = [metrics]
-    missing = [m for m in metrics if m not in history.columns]
-    if missing:
-        raise KeyError(f"metric(s) {missing} not in the history; available: {list(history.columns)}")
-    fig, ax = plt.subplots() if ax is None else (ax.figure, ax)
-    epochs = history["epoch"].to_numpy() if "epoch" in history else np.arange(len(history))
-    for name in metrics:
-        values = history[name].to_list()
-        if values and isinstance(values[0], (np.ndarray, list)):
-            arr = np.vstack([np.asarray(v, dtype=float) for v in values])
-            for c in range(arr.shape[1]):
-                label = classes[c] if classes and c < len(classes) else str(c)
-                ax.plot(epochs, arr[:, c], marker="o", label=f"{name} ({label})")
-        else:
-            ax.plot(epochs, np.asarray(values, dtype=float), marker="o", label=name)
-    ax.set_xlabel("epoch")
-    ax.legend()
-    return fig, ax

@@ -194,6 +194,28 @@ def _clip_images(plan: WindowPlan, preprocessing: Preprocessing, idx: np.ndarray
     return torch.stack(images)
 
 
+#: frames per STFT call: the chunk's spectrogram is computed in blocks of this many
+#: frames, so the STFT's float64 temporaries stay small whatever the chunk length
+STFT_BLOCK_FRAMES = 1024
+
+
+def _chunk_spectrogram(preprocessing: Preprocessing, wave: torch.Tensor, n_frames: int) -> torch.Tensor:
+    """dB spectrogram (freqs, n_frames) of a chunk's samples, computed block by block.
+
+    STFT frames are independent, so the blocks put together equal one call on the chunk.
+    """
+    win = preprocessing.window_samples
+    hop = win - preprocessing.overlap_samples
+    out = None
+    for f0 in range(0, n_frames, STFT_BLOCK_FRAMES):
+        f1 = min(f0 + STFT_BLOCK_FRAMES, n_frames)
+        part = preprocessing.spectrogram_batch(wave[None, f0 * hop:(f1 - 1) * hop + win])[0]
+        if out is None:
+            out = torch.empty((part.shape[0], n_frames), dtype=part.dtype)
+        out[:, f0:f1] = part
+    return out
+
+
 def window_images(
     plan: WindowPlan,
     preprocessing: Preprocessing,
@@ -223,8 +245,7 @@ def window_images(
                 s0, s1 = a * hop, (b - 1) * hop + win
                 if stats is not None:
                     stats["max_chunk_samples"] = max(stats.get("max_chunk_samples", 0), s1 - s0)
-                wave = torch.from_numpy(reader.read(s0, s1))[None]
-                db = preprocessing.spectrogram_batch(wave)[0]  # (freqs, frames of the chunk)
+                db = _chunk_spectrogram(preprocessing, torch.from_numpy(reader.read(s0, s1)), b - a)
                 frames = db.unfold(1, n_frames, 1)  # view: (freqs, starts, n_frames)
                 for g in range(pos, stop, group_size):
                     sel = slice(g, min(g + group_size, stop))
@@ -234,7 +255,7 @@ def window_images(
                         segs, preprocessing.decibel_limits, preprocessing.height,
                         preprocessing.width, preprocessing.channels,
                     )
-                del wave, db, frames
+                del db, frames
                 pos = stop
     idx_out = np.flatnonzero(~plan.inside)
     for g in range(0, len(idx_out), group_size):

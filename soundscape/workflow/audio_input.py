@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..errors import AudioFileError, SoundscapeError
 from ..frontends import FrontEnd

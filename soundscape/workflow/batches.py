@@ -49,17 +49,17 @@ def prepare(
     loaded = load_features(
         network.frontend_by_name, paths, device=device, progress=progress, desc=desc
     )
-    check_failures(loaded, table.source, strict=strict)
+    check_failures(loaded, f"{table.source} ({desc})", strict=strict)
     kept = sub.frame[loaded.keep].reset_index(drop=True)
     cats, nums = encode_inputs(meta, config, kept, table.source)
     targets = None
     if with_targets:
-        targets = torch.from_numpy(encode_targets(meta, config, kept, table.source))
+        targets = torch.from_numpy(np.array(encode_targets(meta, config, kept, table.source)))
     return Prepared(
         kept,
         loaded.features,
-        None if cats is None else torch.from_numpy(cats),
-        None if nums is None else torch.from_numpy(nums),
+        None if cats is None else torch.from_numpy(np.array(cats)),
+        None if nums is None else torch.from_numpy(np.array(nums)),
         targets,
         skipped=int((~loaded.keep).sum()),
     )

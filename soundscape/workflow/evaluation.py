@@ -28,7 +28,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 
 from ..metrics import multi_target_metrics, single_target_metrics
 
-__all__ = ["compute_statistics", "predictions_frame", "write_predictions"]
+__all__ = ["compute_statistics", "epoch_metrics", "predictions_frame", "write_predictions"]
 
 _CURVE_POINTS = 101
 
@@ -122,6 +122,34 @@ def compute_statistics(out_meta: dict, targets: np.ndarray, probs: np.ndarray, l
         }
     stats["roc_curve"], stats["precision_recall_curve"] = _curves(truth, scores, labels)
     return stats
+
+
+def epoch_metrics(out_meta: dict, targets: np.ndarray, probs: np.ndarray, loss: float) -> dict:
+    """Cheap per-epoch metrics (numpy only): loss, accuracy, macro precision / recall / F1."""
+    kind, k = out_meta["type"], len(out_meta["idx2str"])
+    targets, probs = np.asarray(targets), np.asarray(probs, dtype=float)
+    threshold = out_meta.get("threshold", 0.5)
+    if kind == "set":
+        truth, pred = targets >= 0.5, probs >= threshold
+        tp, fp, fn = (truth & pred).sum(0), (~truth & pred).sum(0), (truth & ~pred).sum(0)
+        accuracy = float((truth == pred).mean()) if len(truth) else float("nan")
+    else:
+        if kind == "binary":
+            y, pred, k = targets.astype(int), (probs >= threshold).astype(int), 2
+        else:
+            y, pred = targets.astype(int), probs.argmax(axis=1) if len(probs) else np.zeros(0, int)
+        cm = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+        tp, fp, fn = np.diag(cm), cm.sum(0) - np.diag(cm), cm.sum(1) - np.diag(cm)
+        accuracy = float(np.trace(cm) / cm.sum()) if cm.sum() else float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 0.0)
+        recall = np.where(tp + fn > 0, tp / np.maximum(tp + fn, 1), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    empty = len(targets) == 0
+    return {"loss": float(loss), "accuracy": accuracy,
+            "macro_precision": float("nan") if empty else float(precision.mean()),
+            "macro_recall": float("nan") if empty else float(recall.mean()),
+            "macro_f1": float("nan") if empty else float(f1.mean())}
 
 
 def predictions_frame(out_meta: dict, name: str, probs: np.ndarray) -> pd.DataFrame:

@@ -88,10 +88,16 @@ class ConfigModel(nn.Module):
         return dict(inputs)
 
     def featurize(self, inputs: Any) -> dict:
-        """Replace each audio waveform tensor of ``inputs`` by its front-end features."""
+        """Replace each audio waveform tensor of ``inputs`` by its front-end features.
+
+        For a ``spectrogram_image`` front end, a 4-D tensor is taken to be the images already
+        (so the image pipeline of :func:`soundscape.torch.predict.predict_recordings` works).
+        """
         inputs = self._as_dict(inputs)
         for name, fe in zip(self.audio_names, self.frontends):
-            inputs[name] = fe(inputs[name])
+            x = inputs[name]
+            if not (fe.type == "spectrogram_image" and x.ndim == 4):
+                inputs[name] = fe(x)
         return inputs
 
     def forward_features(self, inputs: dict) -> torch.Tensor:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..config import Config, load_config
 from ..errors import AnnotationError, TrainingError
@@ -28,14 +28,14 @@ from ..model_file import Detector
 from .batches import Prepared, batches, loss_and_probabilities, prepare, run
 from .data import SPLITS, Table, check_columns, read_table, required_columns, split_table
 from .encoding import build_metadata, class_names
-from .evaluation import compute_statistics
+from .evaluation import compute_statistics, epoch_metrics
 from .model import ConfigModel, make_detector, save_model_dir
 from .runs import run_directory, versions, write_json
 
 __all__ = ["TrainResults", "train", "resolve_device"]
 
 log = logging.getLogger("soundscape.workflow")
-_EPOCH_METRICS = ("loss", "accuracy", "macro_precision", "macro_recall", "macro_f1", "roc_auc")
+_EPOCH_METRICS = ("loss", "accuracy", "macro_precision", "macro_recall", "macro_f1")
 
 
 @dataclass
@@ -48,6 +48,11 @@ class TrainResults:
     test_statistics: dict | None
     detector: Detector
     metadata: dict
+
+    @property
+    def output_directory(self) -> Path | None:
+        """The run folder (Ludwig's name for it)."""
+        return self.run_directory
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -98,10 +103,6 @@ def _absolute_audio(table: Table, config: dict) -> pd.DataFrame:
         if f["type"] == "audio":
             frame[f["name"]] = [str(p) for p in audio_paths(table, f["name"])]
     return frame
-
-
-def _epoch_row(stats: dict) -> dict:
-    return {k: stats[k] for k in _EPOCH_METRICS}
 
 
 def train(
@@ -223,24 +224,24 @@ def _fit(network: ConfigModel, prepared: dict, trainer: dict, device, progress: 
             if len(y) < 2 and any(isinstance(m, torch.nn.BatchNorm1d) for m in network.modules()):
                 continue  # batch norm cannot train on a single example
             loss, p = loss_and_probabilities(out_type, network.forward_features(inputs), y)
-            if not torch.isfinite(loss):
+            if not torch.isfinite(loss.detach()):
                 raise TrainingError(
-                    f"the training loss became {float(loss)} at epoch {epoch}; lower "
+                    f"the training loss became {float(loss.detach())} at epoch {epoch}; lower "
                     f"trainer.learning_rate (now {trainer['learning_rate']})"
                 )
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(y)
+            total += float(loss.detach()) * len(y)
             probs.append(p.detach().float().cpu())
             targets.append(y.cpu())
         n = sum(len(t) for t in targets)
-        epoch_stats = {"training": compute_statistics(
+        epoch_stats = {"training": epoch_metrics(
             out_meta, torch.cat(targets).numpy(), torch.cat(probs).numpy(), total / max(n, 1))}
         for split in ("validation", "test"):
             if split in prepared:
                 loss, p = run(network, prepared[split], trainer["batch_size"], device)
-                epoch_stats[split] = compute_statistics(out_meta, prepared[split].targets.numpy(), p, loss)
+                epoch_stats[split] = epoch_metrics(out_meta, prepared[split].targets.numpy(), p, loss)
         for split, s in epoch_stats.items():
             for m in _EPOCH_METRICS:
                 stats[split][out["name"]][m].append(s[m])

@@ -1,0 +1,365 @@
+"""soundscape's speed benchmarks: preprocessing, training, prediction. One table, one JSON.
+
+Usage::
+
+    .venv/bin/python benchmarks/run_all.py            # full run (minutes on 2 CPU cores)
+    .venv/bin/python benchmarks/run_all.py --quick    # a few clips, to check it works
+
+Prints a table and writes ``benchmarks/results.json``. Uses ESC-10 from
+``../shared/data/esc10`` (beside the checkout) or, when that is absent, synthetic 5-s
+44.1 kHz clips written to ``benchmarks/_work/``. See ``benchmarks/README.md`` for what
+every number means. These are measurements, not tests: nothing here passes or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "benchmarks" / "_work"
+ESC10 = ROOT.parent / "shared" / "data" / "esc10"
+os.environ.setdefault("SOUNDSCAPE_CACHE_DIR", str(WORK / "cache"))  # never the user's cache
+
+from soundscape import cache as cache_module  # noqa: E402
+from soundscape.cache import ClipCache  # noqa: E402
+from soundscape.loading import ClipLoader, cpu_count, default_loader_settings  # noqa: E402
+from soundscape.preprocessing import Preprocessing, stack_waveforms  # noqa: E402
+
+#: 5-s clips -> 3 x 224 x 224 images, the library's default spectrogram (22.05 kHz)
+PRE = Preprocessing(clip_duration=5.0)
+BATCH = 32
+
+
+# --------------------------------------------------------------------------- data
+def clip_table(quick: bool, folder: Path = ESC10) -> tuple[pd.DataFrame, str]:
+    """ESC-10 (filename, label, fold) with absolute paths, or synthetic clips like it."""
+    if (folder / "labels.csv").exists():
+        df = pd.read_csv(folder / "labels.csv")
+        df["filename"] = [str(folder / f) for f in df["filename"]]
+        source = f"ESC-10 ({folder})"
+    else:
+        df = _synthetic(quick)
+        source = "synthetic 5-s 44.1 kHz OGG clips (ESC-10 absent)"
+    if quick:  # one clip of each class per fold: 40 training and 10 validation clips
+        df = df.groupby(["fold", "label"]).head(1)
+    return df.reset_index(drop=True), source
+
+
+def _synthetic(quick: bool) -> pd.DataFrame:
+    folder = WORK / "synthetic"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    t = np.arange(5 * 44100) / 44100
+    rows = []
+    for i in range(50 if quick else 400):
+        label = (i // 5) % 10
+        path = folder / f"{i:03d}.ogg"
+        if not path.exists():
+            f0 = 200 * (label + 1)
+            x = 0.3 * np.sin(2 * np.pi * (f0 + 50 * label * t) * t) * (1 + np.sin(2 * np.pi * (label + 1) * t))
+            x += 0.02 * rng.standard_normal(len(t))
+            sf.write(path, x.astype(np.float32), 44100)
+        rows.append({"filename": str(path), "label": f"class{label}", "fold": 1 + i % 5})
+    return pd.DataFrame(rows)
+
+
+def _fresh_cache(name: str, **kw) -> ClipCache:
+    folder = WORK / "cache" / name
+    shutil.rmtree(folder, ignore_errors=True)
+    return ClipCache(folder, **kw)
+
+
+@contextlib.contextmanager
+def _threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+# --------------------------------------------------------------------------- preprocessing
+def bench_preprocessing(paths: list[str]) -> dict:
+    """Clips per second of each way of turning files into (3, 224, 224) model inputs."""
+    n = len(paths)
+    chunks = [paths[i:i + BATCH] for i in range(0, n, BATCH)]
+    out = {"clips": n, "batch_size": BATCH, "preprocessing": PRE.to_dict()}
+
+    def reference():  # today's tools: one clip at a time, numpy spectrogram, every epoch again
+        return [PRE.image_reference(PRE.load_audio(p)) for p in paths]
+
+    out["reference_s"], ref_images = _timed(reference)
+
+    loader = ClipLoader(PRE, _fresh_cache("preprocessing", write_through=True))
+    out["first_epoch_s"], first = _timed(lambda: [loader.images(c) for c in chunks])
+    out["cached_epoch_s"], cached = _timed(lambda: [loader.images(c) for c in chunks])
+    from_disk = ClipLoader(PRE, ClipCache(loader.cache.directory, memory_bytes=0))
+    out["disk_cached_epoch_s"], _ = _timed(lambda: [from_disk.images(c) for c in chunks])
+    out["per_item_cached_s"], _ = _timed(lambda: [loader.image(p) for p in paths])  # what a worker does
+
+    # the compute alone, on waveforms already in memory
+    audios = [PRE.load_audio(p) for p in paths]
+    waves = [stack_waveforms(audios[i:i + BATCH]) for i in range(0, n, BATCH)]
+    out["engine_reference_s"], _ = _timed(lambda: [PRE.image_reference(a) for a in audios])
+    out["engine_batched_s"], _ = _timed(lambda: [PRE.images(w) for w in waves])
+
+    batched = torch.cat(first)
+    out["max_abs_diff_vs_reference"] = float((batched - torch.stack(ref_images)).abs().max())
+    out["cached_equals_first"] = bool(torch.equal(torch.cat(cached), batched))
+    for key in [k for k in out if k.endswith("_s")]:
+        out[key.replace("_s", "_clips_per_s")] = n / out[key]
+    out["speedup_cached_vs_reference"] = out["reference_s"] / out["cached_epoch_s"]
+    out["speedup_first_vs_reference"] = out["reference_s"] / out["first_epoch_s"]
+    out["speedup_engine_only"] = out["engine_reference_s"] / out["engine_batched_s"]
+    return out
+
+
+# --------------------------------------------------------------------------- training
+def _bare_steps(model, n_clips: int, n_valid: int, n_classes: int, channels_last: bool) -> float:
+    """Seconds of forward+backward+SGD on random batches shaped like the epoch's, plus validation forwards."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def batches(total):
+        sizes = [BATCH] * (total // BATCH) + ([total % BATCH] if total % BATCH else [])
+        return [(torch.randn(b, 3, PRE.height, PRE.width).to(memory_format=fmt),
+                 torch.randint(0, n_classes, (b,))) for b in sizes]
+
+    train_batches, valid_batches = batches(n_clips), batches(n_valid)
+    model.train()
+    x, y = train_batches[0]
+    loss_fn(model(x), y).backward()  # warm-up (allocations, oneDNN kernels)
+    opt.zero_grad(set_to_none=True)
+    start = time.perf_counter()
+    for x, y in train_batches:
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        for x, _ in valid_batches:
+            model(x)
+    return time.perf_counter() - start
+
+
+def bench_training(df: pd.DataFrame, quick: bool) -> dict:
+    """train() epoch times on ESC-10 folds 1-4 next to the bare model's compute time."""
+    from soundscape.datasets import SingleTargetAudioDataset
+    from soundscape.torch.models import resnet18
+
+    labels = sorted(df["label"].unique())
+    label_dict = dict(enumerate(labels))
+    df = df.assign(y=df["label"].map({v: k for k, v in label_dict.items()}))
+    train_df = df[df.fold <= 4]
+    valid_df = df[df.fold == 5].head(16)  # a small validation set: the epoch is mostly training
+    make = lambda d: SingleTargetAudioDataset(d, label_dict, filename_column="filename",  # noqa: E731
+                                              label_column="y", preprocessing=PRE)
+    settings = default_loader_settings("cpu")
+    out = {"train_clips": len(train_df), "valid_clips": len(valid_df), "model": "resnet18",
+           "batch_size": BATCH, "num_workers": settings["num_workers"]}
+    cache_module.set_default_cache(_fresh_cache("training"))
+    torch.manual_seed(0)
+    model = resnet18(len(labels))
+    try:
+        from soundscape.torch.train import train
+    except ImportError as exc:
+        out["error"] = f"soundscape.torch.train.train unavailable ({exc})"
+        return out
+    save_dir = WORK / "train_run"
+    shutil.rmtree(save_dir, ignore_errors=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    history = train(save_dir, model, make(train_df), make(valid_df), optimizer, torch.nn.CrossEntropyLoss(),
+                    epochs=2, batch_size=BATCH, num_workers=settings["num_workers"], log_every=100,
+                    device="cpu", seed=0, progress_bar=False, print_logging=False)
+    out["epoch_1_s"], out["epoch_2_s"] = (float(s) for s in history["seconds"][:2])
+    out["train_uses_channels_last"] = bool(
+        next(model.parameters()).dim() == 4 and model.conv1.weight.is_contiguous(memory_format=torch.channels_last))
+    # the bare model, same shapes, same memory format as train() used, measured right after
+    for fmt in (out["train_uses_channels_last"], not out["train_uses_channels_last"]):
+        key = "bare_channels_last_s" if fmt else "bare_contiguous_s"
+        out[key] = _bare_steps(resnet18(len(labels)), len(train_df), len(valid_df), len(labels), fmt)
+        if quick:
+            break
+    bare = out["bare_channels_last_s" if out["train_uses_channels_last"] else "bare_contiguous_s"]
+    out["bare_s"] = bare
+    out["epoch_1_ratio"] = out["epoch_1_s"] / bare
+    out["epoch_2_ratio"] = out["epoch_2_s"] / bare
+    return out
+
+
+def bench_inference_formats(quick: bool) -> dict:
+    """Forward-only images/s of ResNet18 in inference mode: contiguous vs channels-last (vs bf16)."""
+    from soundscape.torch.models import resnet18
+
+    model = resnet18(10).eval()
+    x = torch.randn(BATCH, 3, PRE.height, PRE.width)
+    out = {}
+    variants = [("contiguous", False, False), ("channels_last", True, False)]
+    if not quick:
+        variants.append(("channels_last_bf16_autocast", True, True))
+    for name, cl, bf16 in variants:
+        m = model.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
+        xi = x.to(memory_format=torch.channels_last) if cl else x
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            m(xi)
+            seconds, _ = _timed(lambda: [m(xi) for _ in range(1 if quick else 3)])
+        out[f"{name}_images_per_s"] = (1 if quick else 3) * BATCH / seconds
+    return out
+
+
+# --------------------------------------------------------------------------- prediction
+def bench_prediction(quick: bool) -> dict:
+    """Run the detection benchmark (benchmarks/predict_long.py: a 1-hour recording) when it exists."""
+    script = ROOT / "benchmarks" / "predict_long.py"
+    if not script.exists():
+        return {"skipped": "benchmarks/predict_long.py does not exist (written by the prediction work)"}
+    out_json = WORK / "predict_long.json"
+    out_json.unlink(missing_ok=True)
+    cmd = [sys.executable, str(script), "--output", str(out_json)]
+    if quick:  # 3 minutes of audio instead of an hour
+        cmd += ["--hours", "0.05", "--bare-batches", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    result = {"command": " ".join(cmd[1:]), "returncode": proc.returncode}
+    if proc.returncode == 0 and out_json.exists():
+        doc = json.loads(out_json.read_text())
+        result.update({k: doc[k] for k in ("batch_size", "num_workers") if k in doc})
+        result.update(doc["runs"][0])
+    else:
+        result["error"] = (proc.stdout + proc.stderr)[-2000:]
+    return result
+
+
+# --------------------------------------------------------------------------- report
+def machine() -> dict:
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cpus_usable": cpu_count(),
+            "torch_threads": torch.get_num_threads(), "platform": platform.platform()}
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in lscpu.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("Model name", "CPU(s)", "Thread(s) per core"):
+                info[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return info
+
+
+def _row(name, value, unit, note=""):
+    return f"| {name:<52} | {value:>10} {unit:<8} | {note}"
+
+
+def table(results: dict) -> str:
+    p, t, pr, inf = (results.get(k, {}) for k in ("preprocessing", "training", "prediction", "inference"))
+    f = lambda v, d=1: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
+    lines = [f"| {'measurement':<52} | {'value':>10} {'unit':<8} | note", "|" + "-" * 54 + "|" + "-" * 21 + "|------"]
+    if p:
+        lines += [
+            _row("preprocessing: per-clip reference path", f(p["reference_clips_per_s"]), "clips/s",
+                 "decode+resample+numpy STFT+image, one clip at a time"),
+            _row("preprocessing: batched engine, first epoch", f(p["first_epoch_clips_per_s"]), "clips/s",
+                 f"{f(p['speedup_first_vs_reference'])} x reference (decoding bound)"),
+            _row("preprocessing: batched engine, cached epoch", f(p["cached_epoch_clips_per_s"]), "clips/s",
+                 f"{f(p['speedup_cached_vs_reference'])} x reference (target >= 10 x)"),
+            _row("preprocessing: cached epoch, from the disk cache", f(p["disk_cached_epoch_clips_per_s"]),
+                 "clips/s", "new process / loader"),
+            _row("preprocessing: cached, one clip at a time", f(p["per_item_cached_clips_per_s"]), "clips/s",
+                 "what a DataLoader worker does"),
+            _row("preprocessing: compute only, reference vs batched",
+                 f(p["speedup_engine_only"]), "x",
+                 f"{f(p['engine_reference_clips_per_s'])} vs {f(p['engine_batched_clips_per_s'])} clips/s"),
+        ]
+    if t and "epoch_1_s" in t:
+        lines += [
+            _row(f"training: bare ResNet18 fwd+bwd ({t['train_clips']}+{t['valid_clips']} clips)",
+                 f(t["bare_s"]), "s", "random batches, same shapes, same memory format"),
+            _row("training: train() epoch 1 (cold cache)", f(t["epoch_1_s"]), "s",
+                 f"{f(t['epoch_1_ratio'], 2)} x bare"),
+            _row("training: train() epoch 2 (cached)", f(t["epoch_2_s"]), "s",
+                 f"{f(t['epoch_2_ratio'], 2)} x bare (target <= 1.15 x)"),
+        ]
+    elif t:
+        lines.append(_row("training", "-", "", t.get("error", "not run")))
+    if inf:
+        for k, v in inf.items():
+            lines.append(_row(f"inference: ResNet18 {k.replace('_images_per_s', '')}", f(v), "images/s",
+                              "torch.inference_mode, batch 32"))
+    if pr.get("skipped") or pr.get("error"):
+        lines.append(_row("prediction: 1-hour recording", "-", "", pr.get("skipped") or "failed, see results.json"))
+    elif pr:
+        hours = pr.get("audio_hours", 1)
+        lines += [
+            _row(f"prediction: {hours:g}-h recording, bare ResNet18", f(pr["bare_model_clips_per_second"]),
+                 "clips/s", "random batches, inference mode"),
+            _row(f"prediction: {hours:g}-h recording, predict_recordings", f(pr["clips_per_second"]), "clips/s",
+                 f"{f(100 * pr['pipeline_share_of_bare'], 0)} % of bare (target >= 90 %), "
+                 f"real time x{f(pr['real_time_factor'], 0)}, peak RSS {f(pr['peak_rss_mb'], 0)} MB"),
+        ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a few clips only (about a minute)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"), help="where to write the JSON")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["preprocessing", "training", "inference",
+                                                               "prediction"], help="sections to leave out")
+    ap.add_argument("--data", default=str(ESC10),
+                    help="the ESC-10 folder (default ../shared/data/esc10); 'synthetic' forces synthetic clips")
+    ap.add_argument("--preprocessing-threads", type=int, default=1,
+                    help="torch threads for the preprocessing rows (default 1, as in a DataLoader worker)")
+    args = ap.parse_args(argv)
+    WORK.mkdir(parents=True, exist_ok=True)
+    df, source = clip_table(args.quick, Path(args.data))
+    results = {"quick": args.quick, "data": source, "machine": machine(),
+               "load_average_before": os.getloadavg(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if "preprocessing" not in args.skip:
+        print("preprocessing ...", file=sys.stderr, flush=True)
+        with _threads(args.preprocessing_threads):
+            results["preprocessing"] = bench_preprocessing(list(df["filename"]))
+        results["preprocessing"]["torch_threads"] = args.preprocessing_threads
+    if "training" not in args.skip:
+        print("training ...", file=sys.stderr, flush=True)
+        results["training"] = bench_training(df, args.quick)
+    if "inference" not in args.skip:
+        print("inference ...", file=sys.stderr, flush=True)
+        results["inference"] = bench_inference_formats(args.quick)
+    if "prediction" not in args.skip:
+        print("prediction ...", file=sys.stderr, flush=True)
+        results["prediction"] = bench_prediction(args.quick)
+    results["load_average_after"] = os.getloadavg()
+    text = table(results)
+    results["table"] = text
+    print(f"soundscape benchmarks ({'quick' if args.quick else 'full'}) on {results['machine'].get('Model name', '?')}, "
+          f"{results['machine']['cpus_usable']} CPUs; data: {source}")
+    print(text)
+    print(f"load average before/after: {results['load_average_before']} / {results['load_average_after']}")
+    Path(args.out).write_text(json.dumps(results, indent=1, default=str))
+    print(f"wrote {args.out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
