@@ -1,3 +1,15 @@
-"""soundscape: train and run animal-sound detectors on field recordings."""
+"""soundscape: train animal-sound detectors and run them over field recordings.
+
+The classic API lives in submodules (`soundscape.audio.Audio`,
+`soundscape.spectrogram.Spectrogram`, `soundscape.datasets`, `soundscape.torch.train`);
+the names below are the ones most scripts need.
+"""
 
 __version__ = "0.1.0"
+
+from .audio import Audio  # noqa: E402
+from .model_file import load_model  # noqa: E402
+from .preprocessing import Preprocessing  # noqa: E402
+from .spectrogram import MelSpectrogram, Spectrogram  # noqa: E402
+
+__all__ = ["Audio", "Spectrogram", "MelSpectrogram", "Preprocessing", "load_model", "__version__"]

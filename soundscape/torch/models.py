@@ -8,6 +8,7 @@ scratch instead.
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 from pathlib import Path
 from typing import Callable
@@ -21,6 +22,8 @@ from ..errors import ParameterError, WeightsNotFoundError
 RESNET18_IMAGENET_FILE = "resnet18-f37072fd.pth"
 
 _ARCHITECTURES: dict[str, Callable[..., torch.nn.Module]] = {}
+#: architectures registered by modules that are imported only when needed
+_LAZY_MODULES = {"config_model": "soundscape.workflow.model"}
 
 
 def register(name: str):
@@ -35,6 +38,8 @@ def register(name: str):
 
 def build(architecture: str, num_classes: int, **kwargs) -> torch.nn.Module:
     """Construct a registered architecture by name (used when loading model files)."""
+    if architecture not in _ARCHITECTURES and architecture in _LAZY_MODULES:
+        importlib.import_module(_LAZY_MODULES[architecture])  # registers it on import
     if architecture not in _ARCHITECTURES:
         raise ParameterError(f"unknown architecture {architecture!r}; known: {sorted(_ARCHITECTURES)}")
     return _ARCHITECTURES[architecture](num_classes=num_classes, **kwargs)
