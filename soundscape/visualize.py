@@ -13,7 +13,6 @@ nothing needs a display (the Agg canvas draws them) and notebooks show the retur
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,6 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .errors import ParameterError
+from .workflow.runs import read_json
 
 __all__ = ["VISUALIZATIONS", "confusion_matrix", "learning_curves", "roc_curves", "precision_recall"]
 
@@ -30,13 +30,7 @@ _SPLIT_STYLE = {"training": "-", "validation": "--", "test": ":"}
 
 def _load(stats: Any, what: str) -> dict:
     if isinstance(stats, (str, os.PathLike)):
-        path = Path(stats)
-        if not path.is_file():
-            raise FileNotFoundError(f"{what} file not found: {path}")
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ParameterError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+        return read_json(stats, f"{what} file")
     if not isinstance(stats, dict):
         raise ParameterError(f"{what} must be a dict or a path to a JSON file, got {type(stats).__name__}")
     return stats

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ParameterError
 from ..helpers import atomic_path
 
 __all__ = ["run_directory", "write_json", "read_json", "versions", "to_jsonable"]
@@ -83,7 +84,7 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+        raise ParameterError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
 
 
 def versions() -> dict:
