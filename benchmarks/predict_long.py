@@ -8,8 +8,10 @@ length, in a fresh subprocess (so each run's peak memory is its own):
   5-s windows at 32 kHz, no overlap;
 * measures the bare model on random batches of the same shape, before and after;
 * reports windows (clips) per second, the real-time factor (seconds of audio per second
-  of wall time), the peak resident memory of the process (``ru_maxrss``) and the
-  pipeline's throughput as a share of the bare model's.
+  of wall time), the pipeline's throughput as a share of the bare model's, and resident
+  memory: the process's peak (``ru_maxrss``), the peak during prediction alone, the
+  peak while the bare model runs, and what the process holds once torch, torchvision,
+  soundscape and the model are loaded (before any audio is touched).
 
 Usage::
 
@@ -30,6 +32,7 @@ import platform
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -71,6 +74,37 @@ def make_recording(path: Path, hours: float, rate: int = RATE) -> Path:
     return path
 
 
+class _RssPeak:
+    """Peak resident memory (MiB) over a `with` block, sampled every 10 ms from /proc."""
+
+    def __init__(self):
+        self.peak = 0.0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def now() -> float:
+        try:
+            with open("/proc/self/statm") as fh:
+                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except OSError:  # not Linux: fall back to the process-lifetime peak
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.now())
+            self._stop.wait(0.01)
+
+    def __enter__(self) -> "_RssPeak":
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.now())
+
+
 def _bare_clips_per_second(model, batch_size: int, n_batches: int, shape) -> float:
     import torch
 
@@ -96,13 +130,15 @@ def child(args) -> dict:
     prep = Preprocessing(sample_rate=RATE, clip_duration=CLIP_SECONDS)
     model = Detector(build("resnet18", 2), "resnet18", ["absent", "present"], False, prep).eval()
     shape = (prep.channels, prep.height, prep.width)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    bare_before = _bare_clips_per_second(model, args.batch_size, args.bare_batches, shape)
+    rss_setup = _RssPeak.now()  # torch, torchvision, soundscape and the model loaded
+    with _RssPeak() as bare_memory:
+        bare_before = _bare_clips_per_second(model, args.batch_size, args.bare_batches, shape)
     info = sf.info(args.file)
-    start = time.perf_counter()
-    scores = predict_recordings(model, [args.file], batch_size=args.batch_size, num_workers=args.num_workers,
-                                progress=False)
-    seconds = time.perf_counter() - start
+    with _RssPeak() as pipeline_memory:
+        start = time.perf_counter()
+        scores = predict_recordings(model, [args.file], batch_size=args.batch_size,
+                                    num_workers=args.num_workers, progress=False)
+        seconds = time.perf_counter() - start
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
     bare_after = _bare_clips_per_second(model, args.batch_size, args.bare_batches, shape)
     bare = (bare_before + bare_after) / 2
@@ -115,7 +151,10 @@ def child(args) -> dict:
         "bare_model_clips_per_second": round(bare, 2),
         "bare_model_before_after": [round(bare_before, 2), round(bare_after, 2)],
         "pipeline_share_of_bare": round(clips / seconds / bare, 3),
-        "peak_rss_mb": round(peak_rss, 1), "rss_before_prediction_mb": round(rss_before, 1),
+        "peak_rss_mb": round(peak_rss, 1),
+        "prediction_peak_rss_mb": round(pipeline_memory.peak, 1),
+        "bare_model_peak_rss_mb": round(bare_memory.peak, 1),
+        "rss_after_setup_mb": round(rss_setup, 1),
         "max_chunk_samples": scores.attrs["summary"]["max_chunk_samples"],
         "failed": scores.attrs["summary"]["n_failed"],
     }
@@ -153,9 +192,12 @@ def main(argv=None) -> int:
         run["load_average_at_start"] = round(load, 2)
         runs.append(run)
         print(f"{run['audio_hours']:g} h ({run['windows']} windows of {CLIP_SECONDS:g} s): "
-              f"{run['clips_per_second']:.1f} clips/s, real-time x{run['real_time_factor']:.0f}, "
-              f"peak RSS {run['peak_rss_mb']:.0f} MB; bare model {run['bare_model_clips_per_second']:.1f} "
-              f"clips/s -> pipeline at {100 * run['pipeline_share_of_bare']:.0f} % of the bare model",
+              f"{run['clips_per_second']:.1f} clips/s, real-time x{run['real_time_factor']:.0f}; bare model "
+              f"{run['bare_model_clips_per_second']:.1f} clips/s -> pipeline at "
+              f"{100 * run['pipeline_share_of_bare']:.0f} % of the bare model; peak RSS "
+              f"{run['prediction_peak_rss_mb']:.0f} MiB during prediction (bare model alone "
+              f"{run['bare_model_peak_rss_mb']:.0f}, after imports and model "
+              f"{run['rss_after_setup_mb']:.0f})",
               flush=True)
     result = {
         "benchmark": "predict_recordings over long recordings",

@@ -8,8 +8,12 @@ the names below are the ones most scripts need.
 __version__ = "0.1.0"
 
 from .audio import Audio  # noqa: E402
-from .model_file import load_model  # noqa: E402
+from .model_file import Detector, load_model  # noqa: E402
 from .preprocessing import Preprocessing  # noqa: E402
 from .spectrogram import MelSpectrogram, Spectrogram  # noqa: E402
+from .torch.predict import predict, predict_recordings, read_scores  # noqa: E402
 
-__all__ = ["Audio", "Spectrogram", "MelSpectrogram", "Preprocessing", "load_model", "__version__"]
+__all__ = [
+    "Audio", "Spectrogram", "MelSpectrogram", "Preprocessing", "Detector", "load_model",
+    "predict", "predict_recordings", "read_scores", "__version__",
+]

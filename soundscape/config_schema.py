@@ -233,7 +233,25 @@ TRAINER = mapping(
         "early_stop": integer(None, ge=1),
         "weight_decay": number(0.0, ge=0),
         "seed": integer(42),
-    }
+        # recipe options (soundscape.recipes), all off by default
+        "lr_schedule": string(None, choices=[None, "constant", "cosine", "one_cycle"]),
+        "warmup_epochs": number(0.0, ge=0),
+        "label_smoothing": number(0.0, ge=0, le=0.99),
+        "mixup_alpha": number(0.0, ge=0),
+        "class_balance": string(None, choices=[None, "sampler", "loss"]),
+    },
+    [
+        (
+            lambda d: not d["warmup_epochs"] or d["lr_schedule"] is not None,
+            "warmup_epochs",
+            "needs lr_schedule ('constant', 'cosine' or 'one_cycle')",
+        ),
+        (
+            lambda d: d["warmup_epochs"] < d["epochs"],
+            "warmup_epochs",
+            "must be below epochs ({epochs})",
+        ),
+    ],
 )
 _PROBABILITIES = listof(number(ge=0, le=1), default=[0.7, 0.1, 0.2], length=3, total=1.0)
 _TRAIN_SHARE = (

@@ -171,6 +171,7 @@ class AudioDataset(torch.utils.data.Dataset):
                  overlay_prob: float = 0.2, overlay_weight: float | str = "random",
                  overlay_class: Hashable | None = None, time_masks: int = 0,
                  frequency_masks: int = 0, max_mask_fraction: float = 0.1,
+                 augmentations: Sequence = (),
                  preprocessing: Preprocessing | None = None, **spectrogram_args):
         self.df = df
         self.filename_column = filename_column
@@ -202,6 +203,9 @@ class AudioDataset(torch.utils.data.Dataset):
         self.time_masks = int(time_masks)
         self.frequency_masks = int(frequency_masks)
         self.max_mask_fraction = float(max_mask_fraction)
+        self.augmentations = augment.check_augmentations(augmentations)
+        self._waveform_steps = [a for a in self.augmentations if a.kind == "waveform"]
+        self._image_steps = [a for a in self.augmentations if a.kind == "image"]
 
     # ------------------------------------------------------------------ table
     def __len__(self) -> int:
@@ -217,7 +221,7 @@ class AudioDataset(torch.utils.data.Dataset):
     def augmenting(self) -> bool:
         """True when any random augmentation is switched on."""
         return bool(self.add_noise or self.random_trim_length is not None or self.max_overlay_num
-                    or self.time_masks or self.frequency_masks)
+                    or self.time_masks or self.frequency_masks or self.augmentations)
 
     # ------------------------------------------------------------------ loading
     def _load(self, loader: ClipLoader, i: int) -> np.ndarray:
@@ -258,11 +262,14 @@ class AudioDataset(torch.utils.data.Dataset):
             x = augment.time_mask(x, rng, self.time_masks, self.max_mask_fraction)
         if self.frequency_masks:
             x = augment.frequency_mask(x, rng, self.frequency_masks, self.max_mask_fraction)
+        for step in self._image_steps:
+            x = step(x, rng)
         return x
 
     @property
     def _waveform_augmenting(self) -> bool:
-        return self.random_trim_length is not None or self.max_overlay_num > 0
+        return (self.random_trim_length is not None or self.max_overlay_num > 0
+                or bool(self._waveform_steps))
 
     def image(self, i: int) -> torch.Tensor:
         """The un-augmented model input of item `i` (channels, H, W), via the loader's cache."""
@@ -287,6 +294,8 @@ class AudioDataset(torch.utils.data.Dataset):
             samples = self._waveform(i, rng)
             if self.max_overlay_num:
                 samples, target = self._overlay(i, samples, target, rng)
+            for step in self._waveform_steps:
+                samples = step(samples, rng)
             x = self._to_image(i, samples)
         else:
             x = self.image(i)
@@ -357,6 +366,11 @@ class SingleTargetAudioDataset(AudioDataset):
     time_masks, frequency_masks, max_mask_fraction
         Number of random time / frequency bands (each up to `max_mask_fraction` of the
         image) filled with the image mean.
+    augmentations : list, optional
+        Further steps from `soundscape.augment` (e.g. ``[augment.RandomGain(6),
+        augment.AddNoise((10, 30)), augment.TimeShift(0.5), augment.SpecAugment()]``),
+        applied in order after the options above: waveform steps before the spectrogram,
+        image steps after it. Labels are unchanged.
 
     Items are ``{"X": float tensor (channels, height, width), "y": long tensor (1,)}``.
     """

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -159,18 +160,30 @@ class ClipLoader:
         out = torch.from_numpy(np.stack(found))
         return out if device is None else out.to(device)
 
-    def load_batch_uncached(self, items: Sequence) -> torch.Tensor:
-        """Like `load_batch`, but waveforms missing from the cache are not added to it."""
+    def load_batch_uncached(self, items: Sequence, threads: int | None = None) -> torch.Tensor:
+        """Like `load_batch`, but waveforms missing from the cache are not added to it.
+
+        Files are decoded by up to `threads` threads at once (default: up to 4, one per
+        CPU; 1 inside a DataLoader worker, where the workers already run in parallel).
+        """
         cache = self.cache
-        arrays = []
-        for it in items:
-            path, offset, duration = _item(it)
+        items = [_item(it) for it in items]
+
+        def one(item):
+            path, offset, duration = item
             samples = (cache.get(self._key("audio", path, offset, duration), count_miss=False)
                        if cache is not None else None)
             if samples is None:
                 samples = self.preprocessing.load_audio(path, offset=offset, duration=duration).samples
-            arrays.append(samples)
-        return stack_waveforms(arrays)
+            return samples
+
+        if threads is None:
+            threads = 1 if torch.utils.data.get_worker_info() is not None else min(4, cpu_count())
+        threads = max(1, min(int(threads), len(items)))
+        if threads == 1:
+            return stack_waveforms([one(it) for it in items])
+        with ThreadPoolExecutor(threads) as pool:  # decoding and resampling release the GIL
+            return stack_waveforms(list(pool.map(one, items)))
 
     def images(self, items: Sequence, device: str | torch.device | None = None) -> torch.Tensor:
         """Model inputs (batch, channels, H, W) of `items`, through the batched engine on `device`."""

@@ -108,7 +108,7 @@ class Detector(torch.nn.Module):
         return f"<Detector {self.architecture} {kind} classes={self.classes}>"
 
 
-def _plain(value: Any) -> Any:
+def to_plain(value: Any) -> Any:
     """`value` as plain Python containers/scalars/tensors, safe for weights_only loading."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -123,9 +123,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if isinstance(value, dict):
-        return {(k if isinstance(k, (str, int, float, bool)) else str(k)): _plain(v) for k, v in value.items()}
+        return {(k if isinstance(k, (str, int, float, bool)) else str(k)): to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
-        return [_plain(v) for v in value]
+        return [to_plain(v) for v in value]
     return str(value)
 
 
@@ -137,11 +137,11 @@ def model_payload(detector: Detector) -> dict[str, Any]:
         "soundscape_version": __version__,
         "torch_version": str(torch.__version__),
         "architecture": detector.architecture,
-        "architecture_kwargs": _plain(detector.architecture_kwargs),
+        "architecture_kwargs": to_plain(detector.architecture_kwargs),
         "classes": list(detector.classes),
         "multi_target": detector.multi_target,
-        "preprocessing": _plain(detector.preprocessing.to_dict()),
-        "metadata": _plain(detector.metadata),
+        "preprocessing": to_plain(detector.preprocessing.to_dict()),
+        "metadata": to_plain(detector.metadata),
         "state_dict": {k: v.detach().cpu() for k, v in detector.network.state_dict().items()},
     }
 

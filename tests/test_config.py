@@ -182,6 +182,11 @@ def test_defaults_filled():
         "early_stop": None,
         "weight_decay": 0.0,
         "seed": 42,
+        "lr_schedule": None,
+        "warmup_epochs": 0.0,
+        "label_smoothing": 0.0,
+        "mixup_alpha": 0.0,
+        "class_balance": None,
     }
     assert cfg.split == {"type": "random", "probabilities": [0.7, 0.1, 0.2]}
     audio = cfg.audio_features[0]

@@ -103,3 +103,13 @@ def test_bad_inputs_name_the_problem():
         features.stft_power(torch.zeros(1, 1000), 8000, window_type="kaiser")
     assert features.n_frames(100, 256, 128) == 0
     assert features.compute_dtype("cpu") == torch.float64
+
+
+def test_long_audio_goes_in_blocks_that_join_seamlessly():
+    rng = np.random.default_rng(1)
+    waves = (0.1 * rng.standard_normal((2, 16000 * 20)) + 0.05).astype(np.float32)  # 2 x 20 s
+    batch = features.stft_power(torch.from_numpy(waves), 16000, "hann", 512, 256)
+    assert batch.shape[2] > 2 * 512  # several blocks of frames per clip
+    for b in range(2):
+        ref, _, _ = reference.stft_power(waves[b], 16000, "hann", 512, 256)
+        np.testing.assert_allclose(batch[b].numpy(), ref, rtol=2e-5, atol=1e-30)

@@ -138,10 +138,17 @@ def identify(network: torch.nn.Module, num_classes: int) -> tuple[str, dict]:
 
     A network with the class and parameter layout of a registered architecture (e.g. a
     torchvision ResNet18 whose ``fc`` has `num_classes` outputs) gets that name and no
-    kwargs (weights travel in the state dict). Anything else is stored whole:
+    kwargs (weights travel in the state dict). A network with ``architecture_name`` and
+    ``init_kwargs`` attributes (e.g. `CompactCNN`) gets those. Anything else is stored whole:
     ``(PICKLED_MODULE, {"module": network})``.
     """
     layout = _layout(network)
+    own = getattr(network, "architecture_name", None)  # networks that know their constructor
+    if own in _ARCHITECTURES:
+        kwargs = dict(getattr(network, "init_kwargs", {}))
+        reference = build(own, num_classes, **kwargs)
+        if type(reference) is type(network) and _layout(reference) == layout:
+            return own, kwargs
     for name in architectures():
         if name == PICKLED_MODULE:
             continue
@@ -152,3 +159,9 @@ def identify(network: torch.nn.Module, num_classes: int) -> tuple[str, dict]:
         if type(reference) is type(network) and _layout(reference) == layout:
             return name, {}
     return PICKLED_MODULE, {"module": network}
+
+
+# the compact model for CPU training (soundscape.torch.compact)
+from .compact import ARCHITECTURE as _COMPACT, compact_cnn as _compact_cnn  # noqa: E402
+
+register(_COMPACT)(_compact_cnn)

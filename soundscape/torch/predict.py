@@ -16,8 +16,7 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -26,17 +25,19 @@ from tqdm import tqdm
 
 from ..errors import ParameterError
 from ..loading import ClipLoader
-from ..model_file import Detector, _plain, load_model
+from ..model_file import Detector, to_plain, load_model
 from ..preprocessing import Preprocessing
-from .outputs import INDEX, OutputFolder, check_format, read_table
+from .outputs import INDEX, OutputFolder, check_format, read_scores, read_table
 from .windows import background_items, find_audio_files, frame_geometry, plan_windows, window_images
+
+__all__ = ["predict", "predict_recordings", "find_audio_files", "read_scores"]
 
 logger = logging.getLogger("soundscape.predict")
 
 ACTIVATIONS = ("auto", "softmax", "sigmoid", None)
-#: windows whose images are made at a time (small groups keep the temporaries of
-#: `features.db_to_image` small; the model still gets full batches)
-GROUP_SIZE = 4
+#: spectrogram bytes of the windows turned into images at a time: groups this size keep
+#: the temporaries of `features.db_to_image` small (the model still gets full batches)
+GROUP_BYTES = 4 * 2**20
 
 
 # ---------------------------------------------------------------------------- shared parts
@@ -395,7 +396,7 @@ def predict_recordings(
 
     out = None
     if output_dir is not None:
-        settings = json.loads(json.dumps(_plain({
+        settings = json.loads(json.dumps(to_plain({
             "architecture": model.architecture, "classes": classes,
             "weights_sha1": _weights_digest(model), "preprocessing": prep.to_dict(),
             "clip_overlap": clip_overlap, "final_clip": final_clip, "activation": act_name,
@@ -429,7 +430,8 @@ def predict_recordings(
                  "filled": 0, "produced": False} for k, p in plans}
     stats: dict = {"max_chunk_samples": 0}
     stop = threading.Event()
-    group = min(batch_size, GROUP_SIZE)
+    n_freqs = prep.n_mels or prep.window_samples // 2 + 1
+    group = max(1, min(batch_size, GROUP_BYTES // (4 * n_freqs * frame_geometry(prep)[2])))
     if num_workers == 0:
         items: Iterator = _produce(plans, prep, chunk_duration, group, stats, stop)
     else:
@@ -507,6 +509,7 @@ def predict_recordings(
             run_model(flush=True)
     finally:
         stop.set()
+        items.close()  # joins the background threads
         model.train(was_training)
         bar_windows.close()
         bar_files.close()

@@ -5,10 +5,13 @@ Each epoch trains on `train_dataset`, evaluates on `valid_dataset`, prints the m
 keeps the best model by validation macro F1 as ``best.model``, writes ``epoch-N.tar``
 checkpoints every `log_every` epochs and ``metrics.csv`` / ``metrics.json`` every epoch.
 Clips that fail to load are logged once and skipped; a NaN loss stops training.
+Recipe options (LR schedule, label smoothing, mixup, class balance, early stopping) are
+off by default; see `soundscape.recipes.Recipe`.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -40,6 +43,7 @@ from ..metrics import (
 )
 from ..model_file import Detector, atomic_torch_save, model_payload
 from ..preprocessing import Preprocessing
+from ..recipes import Recipe, dataset_labels, mixed_loss, mixup
 from .models import PICKLED_MODULE, identify
 
 __all__ = ["train", "plot_history", "read_history", "latest_checkpoint"]
@@ -111,6 +115,12 @@ class _Run:
     best_score: float = -math.inf
     best_epoch: int | None = None
     start_epoch: int = 0
+    recipe: Recipe = field(default_factory=Recipe)
+    train_loss_fn: Any = None  # the recipe's training loss (weights, smoothing)
+    mix_generator: torch.Generator | None = None
+    tracker: Any = None  # recipes.EarlyStopping of recipe.monitor
+    best_state: dict | None = None
+    stopped_early: bool = False
 
     def payload(self, metadata: dict) -> dict:
         """The model-file dict of the network as it is now."""
@@ -151,7 +161,8 @@ def _classes_of(dataset: Dataset) -> tuple[list[str], dict]:
 
 
 def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, epochs, batch_size,
-           num_workers, log_every, scheduler, device, seed, progress_bar, print_logging) -> _Run:
+           num_workers, log_every, scheduler, device, seed, progress_bar, print_logging,
+           recipe: Recipe = Recipe()) -> _Run:
     device = torch.device(device) if device is not None else torch.device(
         "cuda" if torch.cuda.is_available() else "cpu")
     settings = default_loader_settings(device)  # defaults chosen from the machine
@@ -207,10 +218,27 @@ def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, ep
     if int(num_workers) > 0:
         common.update(worker_init_fn=worker_init, persistent_workers=True,
                       multiprocessing_context=settings["multiprocessing_context"])
-    run.train_loader = DataLoader(_SafeDataset(train_dataset), shuffle=True, generator=generator,
-                                  **common)
+    sampler = recipe.sampler(lambda: dataset_labels(train_dataset), generator)
+    order = (dict(sampler=sampler) if sampler is not None
+             else dict(shuffle=True, generator=generator))
+    run.train_loader = DataLoader(_SafeDataset(train_dataset), **order, **common)
     run.valid_loader = DataLoader(_SafeDataset(valid_dataset), shuffle=False, **common)
+    _apply_recipe(run, recipe, train_dataset, seed)
     return run
+
+
+def _apply_recipe(run: _Run, recipe: Recipe, train_dataset: Dataset, seed: int | None) -> None:
+    run.recipe, run.tracker = recipe, recipe.tracker()
+    run.train_loss_fn = recipe.training_loss(run.loss_fn, lambda: dataset_labels(train_dataset),
+                                             len(run.classes), run.multi_target)
+    if isinstance(run.train_loss_fn, torch.nn.Module):
+        run.train_loss_fn.to(run.device)
+    if recipe.mixup_alpha > 0:
+        run.mix_generator = torch.Generator().manual_seed(0 if seed is None else seed + 1)
+    if recipe.lr_schedule is not None:
+        if run.scheduler is not None:
+            raise ParameterError("give either scheduler= (your own) or lr_schedule=, not both")
+        run.scheduler = recipe.scheduler(run.optimizer, run.epochs, len(run.train_loader))
 
 
 # --------------------------------------------------------------------------- one epoch
@@ -221,7 +249,8 @@ def _note_failures(run: _Run, failed: list[_Failed]) -> None:
             logger.warning("skipping %s: %s", f.where, f.error)
 
 
-def _forward(run: _Run, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _forward(run: _Run, batch: dict, training: bool = False
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     x = batch["X"].to(run.device, non_blocking=True)
     if "y" not in batch:
         raise ParameterError(
@@ -229,6 +258,11 @@ def _forward(run: _Run, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.
         )
     y = batch["y"].to(run.device, non_blocking=True)
     y = y.float() if run.multi_target else y.view(-1).long()
+    loss_fn = run.train_loss_fn if training and run.train_loss_fn is not None else run.loss_fn
+    mixed = None
+    if training and run.recipe.mixup_alpha > 0 and len(y) > 1:
+        x, y_a, y_b, lam = mixup(x, y, run.recipe.mixup_alpha, run.mix_generator)
+        mixed = (y_a, y_b, lam)
     logits = run.network(x)
     if logits.ndim != 2 or logits.shape[1] != len(run.classes):
         raise ParameterError(
@@ -236,7 +270,9 @@ def _forward(run: _Run, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.
             f"{len(run.classes)} classes {run.classes}; give the model's last layer "
             f"{len(run.classes)} outputs"
         )
-    return logits, y, run.loss_fn(logits, y)
+    if mixed is not None:
+        return logits, y, mixed_loss(loss_fn, logits, *mixed)
+    return logits, y, loss_fn(logits, y)
 
 
 def _metrics(run: _Run, logits: list[torch.Tensor], targets: list[torch.Tensor]) -> dict:
@@ -260,7 +296,7 @@ def _run_epoch(run: _Run, epoch: int) -> dict:
         if batch is None:
             continue
         run.optimizer.zero_grad(set_to_none=True)
-        logits, y, loss = _forward(run, batch)
+        logits, y, loss = _forward(run, batch, training=True)
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"the loss became {loss.item()} at epoch {epoch}, batch {b}: training diverged. "
@@ -268,6 +304,8 @@ def _run_epoch(run: _Run, epoch: int) -> dict:
             )
         loss.backward()
         run.optimizer.step()
+        if run.recipe.lr_schedule is not None:
+            run.scheduler.step()
         total += float(loss.item()) * len(y)
         n += len(y)
         logits_all.append(logits.detach().cpu())
@@ -356,11 +394,22 @@ def _write_metrics(run: _Run) -> None:
 
 
 def _update_best(run: _Run, record: dict) -> None:
-    score = record.get("valid_macro_f1", float("nan"))
-    score = -math.inf if score is None or not math.isfinite(score) else float(score)
-    if run.best_epoch is None or score > run.best_score:
-        run.best_score, run.best_epoch = score, record["epoch"]
+    """Save ``best.model`` when `record` is the best epoch by ``recipe.monitor``."""
+    if run.tracker.update(record):
+        run.best_score, run.best_epoch = run.tracker.best_score, record["epoch"]
         atomic_torch_save(run.payload(_metadata(run, record)), run.save_dir / BEST_MODEL)
+        if run.recipe.restores_best:
+            run.best_state = copy.deepcopy(run.network.state_dict())
+
+
+def _restore_best(run: _Run) -> None:
+    """Load the best epoch's weights into the network (kept in memory, else from best.model)."""
+    state = run.best_state
+    if state is None and (run.save_dir / BEST_MODEL).exists():
+        state = torch.load(str(run.save_dir / BEST_MODEL), map_location="cpu",
+                           weights_only=run.architecture != PICKLED_MODULE)["state_dict"]
+    if state is not None:
+        run.network.load_state_dict(state)
 
 
 # --------------------------------------------------------------------------- resuming
@@ -409,6 +458,9 @@ def _resume(run: _Run, resume_from: str | Path) -> None:
     run.skipped = dict(ckpt.get("skipped_errors") or {})
     run.best_score, run.best_epoch = ckpt["best_score"], ckpt["best_epoch"]
     run.start_epoch = int(ckpt["epoch"]) + 1
+    if run.best_epoch is not None:
+        run.tracker.best_score, run.tracker.best_epoch = run.best_score, run.best_epoch
+        run.tracker.bad_epochs = int(ckpt["epoch"]) - int(run.best_epoch)
     logger.info("resuming from %s at epoch %d", path, run.start_epoch)
 
 
@@ -417,7 +469,7 @@ def _history_frame(run: _Run) -> pd.DataFrame:
     frame = pd.DataFrame(run.history)
     frame.attrs.update(classes=list(run.classes), skipped_files=list(run.skipped),
                        best_epoch=run.best_epoch, save_dir=str(run.save_dir),
-                       best_model=str(run.save_dir / BEST_MODEL))
+                       best_model=str(run.save_dir / BEST_MODEL), stopped_early=run.stopped_early)
     return frame
 
 
@@ -439,6 +491,14 @@ def train(
     resume_from: str | Path | None = None,
     progress_bar: bool | None = None,
     print_logging: bool = True,
+    lr_schedule: str | None = None,
+    warmup_epochs: float = 0.0,
+    label_smoothing: float = 0.0,
+    mixup_alpha: float = 0.0,
+    class_balance: str | None = None,
+    early_stopping: int | None = None,
+    monitor: str = "valid_macro_f1",
+    restore_best: bool | None = None,
 ) -> pd.DataFrame:
     """Train `model` and keep the best one by validation macro F1.
 
@@ -477,6 +537,11 @@ def train(
         tqdm bars on stderr; default: only in a terminal or notebook.
     print_logging : bool
         Print each epoch's metrics to stdout.
+    lr_schedule, warmup_epochs, label_smoothing, mixup_alpha, class_balance, early_stopping,
+    monitor, restore_best
+        Recipe options, all off by default; see `soundscape.recipes.Recipe`. E.g.
+        ``lr_schedule="one_cycle", mixup_alpha=0.2, early_stopping=10``. `lr_schedule`
+        steps every batch and replaces `scheduler`; `monitor` also picks ``best.model``.
 
     Returns
     -------
@@ -490,9 +555,11 @@ def train(
     TrainingError
         The loss became NaN (names epoch and batch), or no training clip could be loaded.
     """
+    recipe = Recipe(lr_schedule, warmup_epochs, label_smoothing, mixup_alpha, class_balance,
+                    early_stopping, monitor, restore_best)
     run = _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, epochs,
                  batch_size, num_workers, log_every, scheduler, device, seed, progress_bar,
-                 print_logging)
+                 print_logging, recipe)
     if resume_from is not None:
         _resume(run, resume_from)
     for epoch in range(run.start_epoch, run.epochs):
@@ -507,15 +574,23 @@ def train(
         run.history.append(record)
         if run.print_logging:
             _print_epoch(run, record)
-        if run.scheduler is not None:
+        if run.scheduler is not None and recipe.lr_schedule is None:
             if isinstance(run.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 run.scheduler.step(record["valid_loss"])
             else:
                 run.scheduler.step()
         _update_best(run, record)
-        if (epoch + 1) % run.log_every == 0 or epoch == run.epochs - 1:
+        run.stopped_early = run.tracker.should_stop
+        if (epoch + 1) % run.log_every == 0 or epoch == run.epochs - 1 or run.stopped_early:
             _save_checkpoint(run, epoch)
         _write_metrics(run)
+        if run.stopped_early:
+            if run.print_logging:
+                print(f"Early stopping: {recipe.monitor} did not improve for "
+                      f"{recipe.early_stopping} epochs (best epoch {run.best_epoch})", flush=True)
+            break
+    if recipe.restores_best:
+        _restore_best(run)
     if run.print_logging and run.best_epoch is not None:
         best = run.save_dir / BEST_MODEL
         print(f"Training complete. Best model: epoch {run.best_epoch}, saved to {best}", flush=True)

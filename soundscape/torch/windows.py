@@ -3,16 +3,17 @@
 A recording is read in chunks of about `chunk_duration` seconds. Each chunk is
 resampled to the model's rate (with enough context at its edges that the samples equal
 those of resampling the whole file, see `ChunkReader`), its spectrogram is computed once
-with `Preprocessing.spectrogram_batch`, and the image of every window that fits in the
-chunk is cut from the chunk's spectrogram frames and finished with
-`features.db_to_image`. The next chunk starts at the first window that did not fit, so
-windows spanning chunk edges are complete. Memory depends on the chunk and group sizes,
-not on the length of the recording.
+with `Preprocessing.spectrogram_batch` (in blocks of `STFT_BLOCK_FRAMES` frames, which
+keeps the STFT's float64 temporaries small and changes nothing, frames being
+independent), and the image of every window that fits in the chunk is cut from the
+chunk's spectrogram frames and finished with `features.db_to_image`. The next chunk
+starts at the first window that did not fit, so windows spanning chunk edges are
+complete. Memory depends on the chunk and group sizes, not on the recording's length.
 
 Frame alignment: the STFT frames of the recording start every `hop` samples from the
 start of the file. A window whose start is not a multiple of the hop uses the frames
 from the nearest frame boundary, so its image may be shifted by up to half a hop
-(256 / 2 samples = 4 ms at 32 kHz with the default 512/256 STFT) compared with
+(128 samples, 4 ms at 32 kHz, with the default 256-sample hop) compared with
 `Preprocessing.image_reference` of the clip read on its own. Windows that do not fit in
 the recording (a padded or extended final clip) are computed clip by clip, exactly.
 """
@@ -154,7 +155,7 @@ class ChunkReader:
     def _read_file(self, start: int, stop: int) -> np.ndarray:
         try:
             self.handle.seek(start)
-            data = self.handle.read(stop - start, dtype="float32", always_2d=True)
+            data = self.handle.read(stop - start, dtype="float32")  # 1-D for mono files
         except (soundfile.LibsndfileError, RuntimeError) as exc:
             raise AudioFileError(f"{self.path}: could not decode audio at sample {start} ({exc})") from exc
         if data.shape[0] < stop - start:
@@ -162,10 +163,10 @@ class ChunkReader:
                 f"{self.path}: file is truncated: header promises {self.frames} frames but reading "
                 f"stopped at {start + data.shape[0]}"
             )
-        samples = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+        samples = data.mean(axis=1, dtype=np.float32) if data.ndim > 1 else data
         if not np.isfinite(samples).all():
             raise AudioFileError(f"{self.path}: file contains NaN or infinite samples near sample {start}")
-        return np.ascontiguousarray(samples, dtype=np.float32)
+        return samples
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Samples `start:stop` of the recording at the model's rate (float32)."""

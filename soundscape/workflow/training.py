@@ -4,6 +4,8 @@ The table is split as ``split:`` says, the training split's statistics and the w
 output vocabulary become the training-set metadata, every split's audio is loaded and
 featurised once, and the network is trained for ``trainer.epochs`` (stopping after
 ``trainer.early_stop`` epochs without a lower validation loss, keeping the best weights).
+The recipe keys ``trainer.lr_schedule`` / ``warmup_epochs`` / ``label_smoothing`` /
+``mixup_alpha`` / ``class_balance`` switch on the pieces of `soundscape.recipes`.
 The test split is evaluated with the best weights at the end.
 """
 
@@ -25,6 +27,7 @@ from tqdm import tqdm
 from ..config import Config, load_config
 from ..errors import AnnotationError, TrainingError
 from ..model_file import Detector
+from ..recipes import Recipe, lr_schedule, mixup_weights, sample_weights
 from .batches import Prepared, batches, loss_and_probabilities, prepare, run
 from .data import SPLITS, Table, check_columns, read_table, required_columns, split_table
 from .encoding import build_metadata, class_names
@@ -204,6 +207,50 @@ def train(
     return TrainResults(run_dir, model_dir, stats, test_stats, detector, metadata)
 
 
+def _label_matrix(out_type: str, targets: torch.Tensor) -> np.ndarray:
+    """Targets as class indices (category) or a 0/1 matrix (binary, set), for balancing."""
+    y = targets.numpy()
+    return y.astype(np.int64) if out_type == "category" else y.reshape(len(y), -1)
+
+
+def _recipe_loss(out_type: str, trainer: dict, targets: torch.Tensor, n_outputs: int, device):
+    """loss(logits, y) of the training batches with class weights and label smoothing."""
+    recipe = Recipe(label_smoothing=trainer["label_smoothing"],
+                    class_balance=trainer["class_balance"])
+    base = torch.nn.CrossEntropyLoss() if out_type == "category" else torch.nn.BCEWithLogitsLoss()
+    fn = recipe.training_loss(base, lambda: _label_matrix(out_type, targets), n_outputs,
+                              multi_target=out_type != "category")
+    if isinstance(fn, torch.nn.Module):
+        fn.to(device)
+
+    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if out_type == "category":
+            return fn(logits, y.long())
+        return fn(logits[:, 0] if out_type == "binary" else logits, y.float())
+
+    return loss
+
+
+def _subset(data: Prepared, order: torch.Tensor) -> Prepared:
+    """The rows `order` of a prepared split (for class-balanced epochs)."""
+    pick = lambda t: None if t is None else t[order]  # noqa: E731
+    return Prepared(data.frame.iloc[order.numpy()], {k: v[order] for k, v in data.features.items()},
+                    pick(data.categories), pick(data.scalars), pick(data.targets), data.skipped)
+
+
+def _mix(inputs: dict, alpha: float, n: int, gen: torch.Generator):
+    """Mixup of every float input with one permutation and weight; (inputs, perm, lam)."""
+    perm, lam = mixup_weights(n, alpha, gen)
+    mixed = {}
+    for name, x in inputs.items():
+        if x.is_floating_point():
+            p = perm.to(x.device)
+            mixed[name] = x.mul(lam).add_(x[p], alpha=1.0 - lam)
+        else:  # category codes cannot be blended: each row keeps its own
+            mixed[name] = x
+    return mixed, perm, lam
+
+
 def _fit(network: ConfigModel, prepared: dict, trainer: dict, device, progress: bool):
     conf, meta = network.config, network.metadata
     out = conf["output_features"][0]
@@ -211,6 +258,15 @@ def _fit(network: ConfigModel, prepared: dict, trainer: dict, device, progress: 
     opt = _optimizer(trainer["optimizer"], network.parameters(), trainer["learning_rate"],
                      trainer["weight_decay"])
     gen = torch.Generator().manual_seed(trainer["seed"])
+    train_data = prepared["training"]
+    loss_fn = _recipe_loss(out_type, trainer, train_data.targets, len(out_meta["idx2str"]), device)
+    balance = None
+    if trainer["class_balance"] == "sampler":
+        balance = torch.as_tensor(sample_weights(_label_matrix(out_type, train_data.targets)))
+    steps = -(-len(train_data) // trainer["batch_size"])
+    sched = (lr_schedule(opt, trainer["lr_schedule"], trainer["epochs"], steps,
+                         trainer["warmup_epochs"]) if trainer["lr_schedule"] else None)
+    alpha = trainer["mixup_alpha"]
     stats = {s: {out["name"]: {m: [] for m in _EPOCH_METRICS}, "combined": {"loss": []}}
              for s in prepared}
     monitor = "validation" if "validation" in prepared else "training"
@@ -220,10 +276,22 @@ def _fit(network: ConfigModel, prepared: dict, trainer: dict, device, progress: 
     for epoch in bar:
         network.train()
         total, probs, targets = 0.0, [], []
-        for inputs, y in batches(prepared["training"], trainer["batch_size"], device, True, gen):
+        data, shuffle = train_data, True
+        if balance is not None:  # classes drawn evenly, with replacement
+            order = torch.multinomial(balance, len(balance), True, generator=gen)
+            data = _subset(train_data, order)
+            shuffle = False
+        for inputs, y in batches(data, trainer["batch_size"], device, shuffle, gen):
             if len(y) < 2 and any(isinstance(m, torch.nn.BatchNorm1d) for m in network.modules()):
                 continue  # batch norm cannot train on a single example
-            loss, p = loss_and_probabilities(out_type, network.forward_features(inputs), y)
+            if alpha > 0 and len(y) > 1:
+                inputs, perm, lam = _mix(inputs, alpha, len(y), gen)
+                logits = network.forward_features(inputs)
+                loss = lam * loss_fn(logits, y) + (1 - lam) * loss_fn(logits, y[perm.to(y.device)])
+            else:
+                logits = network.forward_features(inputs)
+                loss = loss_fn(logits, y)
+            p = loss_and_probabilities(out_type, logits, None)[1]
             if not torch.isfinite(loss.detach()):
                 raise TrainingError(
                     f"the training loss became {float(loss.detach())} at epoch {epoch}; lower "
@@ -232,6 +300,8 @@ def _fit(network: ConfigModel, prepared: dict, trainer: dict, device, progress: 
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             total += float(loss.detach()) * len(y)
             probs.append(p.detach().float().cpu())
             targets.append(y.cpu())
