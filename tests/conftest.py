@@ -1,11 +1,14 @@
 """Fixtures shared by the whole test suite."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # plots render off-screen in tests
+# a fresh clip cache per test run: tests never read or fill ~/.cache/soundscape
+os.environ.setdefault("SOUNDSCAPE_CACHE_DIR", tempfile.mkdtemp(prefix="soundscape-test-cache-"))
 
 #: real recordings by outside people; the folder sits beside the checkout (see its README.md)
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
