@@ -421,7 +421,7 @@ class Recipe:
         return lr_schedule(optimizer, self.lr_schedule, epochs, steps_per_epoch, self.warmup_epochs)
 
     def sampler(self, labels: Callable[[], np.ndarray], generator: torch.Generator | None = None):
-        """A `balanced_sampler` for class_balance="sampler", else None (calls `labels` only then)."""
+        """A `balanced_sampler` for class_balance="sampler", else None (`labels` called then)."""
         if self.class_balance != "sampler":
             return None
         return balanced_sampler(labels(), generator=generator)
