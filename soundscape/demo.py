@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder with the clips and woodcock_labels.csv (default: %(default)s)")
     parser.add_argument("--out", default="model_train_results",
                         help="output folder (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=5,
+    parser.add_argument("--epochs", type=int, default=8,
                         help="training epochs (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=8,
                         help="clips per batch (default: %(default)s)")
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         model=model,
         train_dataset=train_dataset,
         valid_dataset=valid_dataset,
-        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
         loss_fn=torch.nn.CrossEntropyLoss(),
         epochs=args.epochs,
         batch_size=args.batch_size,
