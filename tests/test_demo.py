@@ -30,4 +30,5 @@ def test_demo_rejects_a_missing_data_folder(tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert done.returncode != 0
-    assert "nowhere" in done.stderr
+    assert done.stderr.strip().startswith("error: ") and "nowhere" in done.stderr
+    assert "Traceback" not in done.stderr
