@@ -23,3 +23,14 @@ def shared_data() -> Path:
             "(the shared/data folder beside the checkout; a fresh clone does not have it)"
         )
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread: tiny models gain nothing from more, and the CI machine is shared."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -16,12 +16,7 @@ from soundscape.torch.models import build, identify
 from soundscape.torch.train import train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_any_image_size_and_channel_count_gives_one_score_per_class():

@@ -23,13 +23,7 @@ SMALL = dict(height=48, width=48, audio_sample_rate=RATE, window_samples=256, ov
 LABELS = {0: "low", 1: "high"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: tiny models gain nothing from more, and the CI machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @register("tiny_test_cnn")
