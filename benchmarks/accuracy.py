@@ -17,8 +17,9 @@ is selected on test data.
 
 Usage::
 
-    .venv/bin/python benchmarks/accuracy.py            # full run (~45-60 min on 2 cores)
-    .venv/bin/python benchmarks/accuracy.py --quick    # one fold, few epochs: a smoke run
+    .venv/bin/python benchmarks/accuracy.py            # full run: ~18 min on 1 CPU thread
+    .venv/bin/python benchmarks/accuracy.py --ablation # + ESC-10 without the recipe: ~30 min
+    .venv/bin/python benchmarks/accuracy.py --quick    # one fold, few epochs: ~1 min smoke run
     .venv/bin/python benchmarks/accuracy.py --only fsdd finch --seed 1
 """
 
