@@ -111,9 +111,9 @@ def multi_target_metrics(y_true, scores, threshold: float = 0.5) -> dict:
     pred = (scores >= threshold).astype(int)
     n_classes = truth.shape[1]
     if len(truth):
-        precision, recall, f1, _ = precision_recall_fscore_support(
-            truth, pred, average=None, zero_division=0, labels=np.arange(n_classes)
-        )
+        # per-column counts: sklearn treats a single (n, 1) column as binary labels and
+        # would score its "absent" value, so the multi-label counts are taken here directly
+        precision, recall, f1 = _present_scores(truth, pred)
         accuracy = float(np.mean(truth == pred))
     else:
         precision = recall = f1 = np.full(n_classes, np.nan)
@@ -247,3 +247,17 @@ def plot_history(history, metrics=("train_loss", "valid_loss"), ax=None):
     ax.set_xlabel("epoch")
     ax.legend()
     return fig, ax
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den with 0 where den is 0 (sklearn's zero_division=0)."""
+    return np.divide(num, den, out=np.zeros(num.shape, dtype=float), where=den > 0)
+
+
+def _present_scores(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class precision, recall and F1 of "present" for 0/1 arrays (samples, classes)."""
+    tp = np.sum((truth == 1) & (pred == 1), axis=0).astype(float)
+    fp = np.sum((truth == 0) & (pred == 1), axis=0).astype(float)
+    fn = np.sum((truth == 1) & (pred == 0), axis=0).astype(float)
+    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    return precision, recall, _ratio(2 * precision * recall, precision + recall)

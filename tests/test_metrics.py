@@ -52,3 +52,15 @@ def test_multi_target_absent_class_gives_nan_auc_not_crash():
     assert np.isnan(allnan["macro_roc_auc"])
     with pytest.raises(ParameterError, match="n_classes"):
         multi_target_metrics(np.zeros((3, 2)), np.zeros((3, 3)))
+
+
+def test_multi_target_metrics_score_the_present_class_of_a_single_species():
+    from soundscape.metrics import multi_target_metrics
+
+    y = np.array([[1], [1], [1], [0]])
+    scores = np.array([[0.9], [0.8], [0.2], [0.1]])
+    m = multi_target_metrics(y, scores)
+    # 2 true positives, 0 false positives, 1 missed call
+    assert m["precision"][0] == pytest.approx(1.0)
+    assert m["recall"][0] == pytest.approx(2 / 3)
+    assert m["f1"][0] == pytest.approx(0.8)
