@@ -66,7 +66,7 @@ def warm_cache(preprocessing, items: list, batch: int = 64) -> float:
     started = time.perf_counter()
     loader = ClipLoader(preprocessing)
     for i in range(0, len(items), batch):
-        loader.spectrogram_batch(items[i:i + batch])
+        loader.frames_batch(items[i:i + batch])
     return time.perf_counter() - started
 
 

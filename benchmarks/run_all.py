@@ -112,11 +112,11 @@ def bench_preprocessing(paths: list[str]) -> dict:
     out["reference_s"], ref_images = _timed(reference)
 
     loader = ClipLoader(PRE, _fresh_cache("preprocessing", write_through=True))
-    out["first_epoch_s"], first = _timed(lambda: [loader.images(c) for c in chunks])
-    out["cached_epoch_s"], cached = _timed(lambda: [loader.images(c) for c in chunks])
+    out["first_epoch_s"], first = _timed(lambda: [loader.features(c) for c in chunks])
+    out["cached_epoch_s"], cached = _timed(lambda: [loader.features(c) for c in chunks])
     from_disk = ClipLoader(PRE, ClipCache(loader.cache.directory, memory_bytes=0))
-    out["disk_cached_epoch_s"], _ = _timed(lambda: [from_disk.images(c) for c in chunks])
-    out["per_item_cached_s"], _ = _timed(lambda: [loader.image(p) for p in paths])  # what a worker does
+    out["disk_cached_epoch_s"], _ = _timed(lambda: [from_disk.features(c) for c in chunks])
+    out["per_item_cached_s"], _ = _timed(lambda: [loader.feature(p) for p in paths])  # what a worker does
 
     # the compute alone, on waveforms already in memory
     audios = [PRE.load_audio(p) for p in paths]

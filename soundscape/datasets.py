@@ -2,8 +2,9 @@
 
 `SingleTargetAudioDataset` serves one-of-n labels (e.g. present/absent);
 `MultiTargetAudioDataset` serves one 0/1 column per species. Both turn each clip into
-exactly `Preprocessing.image` of that clip (loud = dark, low frequencies at the bottom,
-3 identical channels, values in [-1, 1]) and load audio only through a `ClipLoader`.
+exactly `Preprocessing.feature_of` that clip (by default the classic image: loud = dark, low
+frequencies at the bottom, 3 identical channels, values in [-1, 1]; any feature of
+`soundscape.preprocessing` works) and load audio only through a `ClipLoader`.
 
 A table row names a whole file (``filename_column``), or a clip of a longer recording:
 either the table is indexed by ``(file, start_time, end_time)`` (as made by
@@ -172,11 +173,20 @@ class AudioDataset(torch.utils.data.Dataset):
                  overlay_class: Hashable | None = None, time_masks: int = 0,
                  frequency_masks: int = 0, max_mask_fraction: float = 0.1,
                  augmentations: Sequence = (),
-                 preprocessing: Preprocessing | None = None, **spectrogram_args):
+                 preprocessing: Preprocessing | None = None,
+                 extra_inputs: Mapping[str, np.ndarray] | None = None, **spectrogram_args):
         self.df = df
         self.filename_column = filename_column
         located = _clip_table(df, filename_column)
         self.paths, self.offsets, self.durations, self._location_columns = located
+        self.extra_inputs = {k: torch.as_tensor(np.asarray(v)) for k, v in (extra_inputs or {}).items()}
+        for name, values in self.extra_inputs.items():
+            if len(values) != len(self.paths):
+                raise ParameterError(f"extra input {name!r} has {len(values)} rows, the table {len(self.paths)}")
+        #: False when the preprocessing is the default one (train() may then use the model's)
+        self.preprocessing_given = preprocessing is not None or any(
+            not _same(v, _SPECTROGRAM_ARGS[k][1]) for k, v in spectrogram_args.items()
+            if k in _SPECTROGRAM_ARGS)
         self.preprocessing = build_preprocessing(preprocessing, random_trim_length,
                                                  extend_short_clips, **spectrogram_args)
         self.loader = ClipLoader(self.preprocessing)
@@ -206,6 +216,21 @@ class AudioDataset(torch.utils.data.Dataset):
         self.augmentations = augment.check_augmentations(augmentations)
         self._waveform_steps = [a for a in self.augmentations if a.kind == "waveform"]
         self._image_steps = [a for a in self.augmentations if a.kind == "image"]
+        if self.preprocessing.feature == "waveform" and (self._image_steps or self.add_noise
+                                                         or self.time_masks or self.frequency_masks):
+            raise ParameterError("spectrogram augmentations (add_noise, time_masks, frequency_masks, "
+                                 "image steps) need a spectral feature; this preprocessing feeds the "
+                                 "waveform itself")
+
+    def use_preprocessing(self, preprocessing: Preprocessing) -> None:
+        """Prepare clips with `preprocessing` from now on (train() gives a model's own)."""
+        clip = self.preprocessing.clip_duration
+        if preprocessing.clip_duration is None and clip is not None:
+            preprocessing = preprocessing.replace(clip_duration=clip)
+        self.preprocessing = preprocessing
+        self.loader = ClipLoader(preprocessing, self.loader._cache)
+        if self._raw_loader is not None:
+            self._raw_loader = ClipLoader(preprocessing.replace(clip_duration=None), self.loader._cache)
 
     # ------------------------------------------------------------------ table
     def __len__(self) -> int:
@@ -255,6 +280,13 @@ class AudioDataset(torch.utils.data.Dataset):
                 target = np.maximum(target, self._target(j))
         return samples, target
 
+    def _augment_input(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """Spectrogram augmentations of a model input; frame features (frames, bins) are
+        handled as a one-channel (bins, frames) image."""
+        if self.preprocessing.feature != "image":
+            return self._augment_image(x.T[None], rng)[0].T.contiguous()
+        return self._augment_image(x, rng)
+
     def _augment_image(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         if self.add_noise:
             x = augment.colour_noise(augment.affine_jitter(x, rng), rng)
@@ -271,17 +303,31 @@ class AudioDataset(torch.utils.data.Dataset):
         return (self.random_trim_length is not None or self.max_overlay_num > 0
                 or bool(self._waveform_steps))
 
-    def image(self, i: int) -> torch.Tensor:
-        """The un-augmented model input of item `i` (channels, H, W), via the loader's cache."""
+    def feature(self, i: int) -> torch.Tensor | dict:
+        """The un-augmented model input of item `i` (e.g. (channels, H, W)), via the loader's cache.
+
+        With `extra_inputs`, a dict ``{"audio": features, name: value, ...}``.
+        """
+        return self._with_extra(i, self._audio_feature(i))
+
+    def _with_extra(self, i: int, x: torch.Tensor) -> torch.Tensor | dict:
+        if not self.extra_inputs:
+            return x
+        return {"audio": x, **{k: v[i] for k, v in self.extra_inputs.items()}}
+
+    def _audio_feature(self, i: int) -> torch.Tensor:
         duration = None if np.isnan(self.durations[i]) else float(self.durations[i])
         with _naming(self.clip_path(i)):
-            return self.loader.image(self.paths[i], offset=float(self.offsets[i]),
-                                     duration=duration)
+            return self.loader.feature(self.paths[i], offset=float(self.offsets[i]),
+                                       duration=duration)
 
-    def _to_image(self, i: int, samples: np.ndarray) -> torch.Tensor:
+    #: the classic name of `feature`
+    image = feature
+
+    def _to_feature(self, i: int, samples: np.ndarray) -> torch.Tensor:
         with _naming(self.clip_path(i)):
             wave = torch.from_numpy(np.array(samples, dtype=np.float32))[None]  # a writable copy
-            return self.preprocessing.images(wave)[0]
+            return self.preprocessing.features(wave)[0]
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         i = int(i)
@@ -296,12 +342,12 @@ class AudioDataset(torch.utils.data.Dataset):
                 samples, target = self._overlay(i, samples, target, rng)
             for step in self._waveform_steps:
                 samples = step(samples, rng)
-            x = self._to_image(i, samples)
+            x = self._to_feature(i, samples)
         else:
-            x = self.image(i)
-        if rng is not None:
-            x = self._augment_image(x, rng)
-        item = {"X": x}
+            x = self._audio_feature(i)
+        if rng is not None and self.preprocessing.feature != "waveform":
+            x = self._augment_input(x, rng)
+        item = {"X": self._with_extra(i, x)}
         if target is not None:
             item["y"] = torch.as_tensor(target)
         return item
@@ -345,8 +391,8 @@ class SingleTargetAudioDataset(AudioDataset):
     filename_column : str
         Column of audio file paths (or index the table by ``(file, start_time, end_time)``).
     label_column : str, optional
-        Column of numeric labels (keys of `label_dict`); without it items have no ``"y"``
-        (for prediction).
+        Column of labels: the keys of `label_dict` (0, 1, ...) or its class names; without
+        it items have no ``"y"`` (for prediction).
     height, width, audio_sample_rate, clip_duration, window_type, window_samples,
     overlap_samples, decibel_limits, scaling, n_mels, min_frequency, max_frequency, channels
         Spectrogram and image parameters; together they make `self.preprocessing`.
@@ -400,13 +446,17 @@ class SingleTargetAudioDataset(AudioDataset):
             raise KeyError(
                 f"label column {column!r} not found; the table's columns are {list(df.columns)}"
             )
-        values = pd.to_numeric(df[column], errors="coerce")
+        names = {name: key for key, name in self.label_dict.items()}
+        raw = df[column]
+        values = pd.to_numeric(raw, errors="coerce")
+        by_name = raw.map(lambda v: names.get(str(v)) if isinstance(v, str) else None)
+        values = values.where(values.notna(), pd.to_numeric(by_name, errors="coerce"))
         bad = values.isna() | ~values.isin(list(self.label_dict))
         if bad.any():
             pos = int(np.flatnonzero(bad.to_numpy())[0])
             raise ParameterError(
                 f"row {_show(df.index[pos])}: label {_show(df[column].iloc[pos])} in column "
-                f"{column!r} is not a key of label_dict {self.label_dict} "
+                f"{column!r} is neither a key nor a name of label_dict {self.label_dict} "
                 f"({int(bad.sum())} bad row(s))"
             )
         return values.to_numpy().astype(np.int64)

@@ -1,9 +1,10 @@
 """Clip loading for datasets and prediction: decode + resample + fit, cached, in one place.
 
-`ClipLoader` is the single entry point datasets use to get a clip's fitted waveform,
-its dB spectrogram or its model image. Results are cached (see `soundscape.cache`), so
-epochs after the first do no decoding and no STFT; augmentations that must differ per
-epoch run on the cached waveform or image.
+`ClipLoader` is the single entry point datasets and the clip predictor use to get a clip's
+fitted waveform, its frames (`Preprocessing.frames`: the dB spectrogram of an image model,
+the filterbank energies of an fbank model, ...) or its model input. Results are cached (see
+`soundscape.cache`), so epochs after the first do no decoding and no STFT; augmentations
+that must differ per epoch run on the cached waveform or model input.
 
 `default_loader_settings` picks DataLoader settings (batch size, workers, start method)
 that keep the model busy on the machine at hand; `worker_init` prepares a worker process.
@@ -33,7 +34,7 @@ def _segment(offset: float, duration: float | None) -> tuple[float, float | None
 
 
 class ClipLoader:
-    """Loads clips as fitted waveforms, dB spectrograms or model images, with caching.
+    """Loads clips as fitted waveforms, frames or model inputs, with caching.
 
     Parameters
     ----------
@@ -46,8 +47,8 @@ class ClipLoader:
     Notes
     -----
     Every method gives exactly what the uncached path gives: `load` equals
-    ``preprocessing.load_audio(path, offset, duration).samples`` and `image` equals
-    ``preprocessing.image(preprocessing.load_audio(...))``.
+    ``preprocessing.load_audio(path, offset, duration).samples`` and `feature` equals
+    ``preprocessing.feature_of(preprocessing.load_audio(...))``.
     """
 
     def __init__(self, preprocessing: Preprocessing, cache: ClipCache | bool | None = None):
@@ -75,7 +76,7 @@ class ClipLoader:
     # ------------------------------------------------------------------ keys
     def _key(self, kind: str, path, offset: float, duration: float | None) -> str | None:
         p = self.preprocessing
-        params = p.audio_cache_key() if kind == "audio" else p.spectrogram_cache_key()
+        params = p.audio_cache_key() if kind == "audio" else p.frames_cache_key()
         try:
             return source_key(path, kind, *_segment(offset, duration), params)
         except FileNotFoundError:
@@ -90,9 +91,9 @@ class ClipLoader:
         """
         return np.array(self._audio(path, offset, duration))
 
-    def spectrogram(self, path: str | Path, offset: float = 0.0, duration: float | None = None) -> np.ndarray:
-        """dB spectrogram (freqs, frames), float32, of a clip: ``preprocessing.spectrogram_batch`` of it."""
-        return np.array(self._spectrogram(path, offset, duration))
+    def frames(self, path: str | Path, offset: float = 0.0, duration: float | None = None) -> np.ndarray:
+        """Frames (bins, frames), float32, of a clip: ``preprocessing.frames`` of it."""
+        return np.array(self._frames(path, offset, duration))
 
     def _audio(self, path, offset, duration) -> np.ndarray:
         def compute():
@@ -103,14 +104,14 @@ class ClipLoader:
             return compute()
         return cache.get_or_compute(self._key("audio", path, offset, duration), compute)
 
-    def _spectrogram(self, path, offset, duration) -> np.ndarray:
+    def _frames(self, path, offset, duration) -> np.ndarray:
         cache = self.cache
         if cache is None:
-            return self._compute_spectrogram(path, offset, duration)
-        return cache.get_or_compute(self._key("spectrogram", path, offset, duration),
-                                    lambda: self._compute_spectrogram(path, offset, duration))
+            return self._compute_frames(path, offset, duration)
+        return cache.get_or_compute(self._key("frames", path, offset, duration),
+                                    lambda: self._compute_frames(path, offset, duration))
 
-    def _compute_spectrogram(self, path, offset, duration) -> np.ndarray:
+    def _compute_frames(self, path, offset, duration) -> np.ndarray:
         cache = self.cache
         samples = None
         if cache is not None:  # reuse a cached waveform, but do not cache one just for this
@@ -118,43 +119,43 @@ class ClipLoader:
         if samples is None:
             samples = self.preprocessing.load_audio(path, offset=offset, duration=duration).samples
         wave = torch.from_numpy(np.array(samples, dtype=np.float32))[None]
-        return self.preprocessing.spectrogram_batch(wave)[0].numpy()
+        return self.preprocessing.frames(wave)[0].numpy()
 
-    def image(self, path: str | Path, offset: float = 0.0, duration: float | None = None) -> torch.Tensor:
-        """Model input (channels, H, W) of a clip, made from its cached spectrogram."""
-        db = torch.from_numpy(self.spectrogram(path, offset, duration))
-        return self.preprocessing.spectrogram_images(db[None])[0]
+    def feature(self, path: str | Path, offset: float = 0.0, duration: float | None = None) -> torch.Tensor:
+        """Model input of a clip (e.g. (channels, H, W)), made from its cached frames."""
+        frames = torch.from_numpy(self.frames(path, offset, duration))
+        return self.preprocessing.finish(frames[None])[0]
 
     # ------------------------------------------------------------------ batches
     def load_batch(self, items: Sequence) -> torch.Tensor:
         """Fitted waveforms (batch, samples) of `items` (paths or ``(path, offset, duration)``)."""
         return stack_waveforms([self.load(*_item(it)) for it in items])
 
-    def spectrogram_batch(self, items: Sequence, device: str | torch.device | None = None) -> torch.Tensor:
-        """dB spectrograms (batch, freqs, frames) of `items`; misses are computed in one batch.
+    def frames_batch(self, items: Sequence, device: str | torch.device | None = None) -> torch.Tensor:
+        """Frames (batch, bins, frames) of `items`; misses are computed in one batch.
 
-        Clips whose spectrogram is not cached are decoded (or taken from the waveform
-        cache), stacked and sent through `Preprocessing.spectrogram_batch` together on
-        `device` (default CPU); the results are cached.
+        Clips whose frames are not cached are decoded (or taken from the waveform cache),
+        stacked and sent through `Preprocessing.frames` together on `device` (default
+        CPU); the results are cached.
         """
         items = [_item(it) for it in items]
         if not items:
             raise ParameterError("items is empty: give at least one clip")
         cache = self.cache
-        keys = [self._key("spectrogram", *it) for it in items] if cache is not None else [None] * len(items)
+        keys = [self._key("frames", *it) for it in items] if cache is not None else [None] * len(items)
         found: list = [cache.get(k) if cache is not None else None for k in keys]
         missing = [i for i, f in enumerate(found) if f is None]
         if missing:
             waves = self.load_batch_uncached([items[i] for i in missing])
             device = torch.device(device) if device is not None else waves.device
-            specs = self.preprocessing.spectrogram_batch(waves.to(device)).cpu().numpy()
+            specs = self.preprocessing.frames(waves.to(device)).cpu().numpy()
             for j, i in enumerate(missing):
                 spec = np.array(specs[j])  # its own memory, so cache entries are independent
                 found[i] = cache.put(keys[i], spec) if cache is not None else spec
         shapes = {f.shape for f in found}
         if len(shapes) > 1:
             raise ParameterError(
-                f"clips in a batch give spectrograms of different shapes {sorted(shapes)}; "
+                f"clips in a batch give frames of different shapes {sorted(shapes)}; "
                 "set Preprocessing.clip_duration so every clip has one length"
             )
         out = torch.from_numpy(np.stack(found))
@@ -185,9 +186,9 @@ class ClipLoader:
         with ThreadPoolExecutor(threads) as pool:  # decoding and resampling release the GIL
             return stack_waveforms(list(pool.map(one, items)))
 
-    def images(self, items: Sequence, device: str | torch.device | None = None) -> torch.Tensor:
-        """Model inputs (batch, channels, H, W) of `items`, through the batched engine on `device`."""
-        return self.preprocessing.spectrogram_images(self.spectrogram_batch(items, device=device))
+    def features(self, items: Sequence, device: str | torch.device | None = None) -> torch.Tensor:
+        """Model inputs (batch, *input_shape) of `items`, through the batched engine on `device`."""
+        return self.preprocessing.finish(self.frames_batch(items, device=device))
 
 
 def _item(item) -> tuple[str | Path, float, float | None]:

@@ -199,6 +199,18 @@ def _check_payload(payload: Any, source: str) -> dict:
     return payload
 
 
+def _preprocessing(d: dict) -> Preprocessing:
+    """The Preprocessing of a model file; files of soundscape 0.1's config workflow kept the
+    front end's config settings in an ``extra`` entry, translated here."""
+    d = dict(d)
+    extra = d.pop("extra", None) or {}
+    if "audio_feature" in extra:
+        from .workflow.features import preprocessing_from_config
+
+        return preprocessing_from_config(extra["audio_feature"])
+    return Preprocessing.from_dict(d)
+
+
 def detector_from_payload(payload: dict, source: str = "model file") -> Detector:
     """Rebuild a Detector (in eval mode) from a model-file dict."""
     from .torch.models import architectures, build
@@ -213,7 +225,7 @@ def detector_from_payload(payload: dict, source: str = "model file") -> Detector
             "before loading"
         )
     try:
-        preprocessing = Preprocessing.from_dict(payload["preprocessing"])
+        preprocessing = _preprocessing(payload["preprocessing"])
     except (ParameterError, TypeError) as exc:
         raise ModelFileError(f"{source}: invalid preprocessing in model file ({exc})") from exc
     try:

@@ -1,11 +1,28 @@
-"""`Preprocessing`: the one description of how audio becomes model input.
+"""`Preprocessing`: the one description of how audio becomes model input, and its front end.
 
-The same object drives the training datasets and prediction, and is saved inside
-model files, so a model always sees its inputs prepared the way it was trained.
+The same object drives the training datasets and prediction, and is saved inside every
+model file, so a model always sees its inputs prepared the way it was trained, whichever
+door (classic API or config/CLI) made it.
 
-Steps: decode -> mono -> resample -> cut/pad to `clip_duration` -> STFT power ->
-(mel) -> dB clipped to `decibel_limits` -> (frequency band) -> image (loud = dark,
-low frequencies at the bottom) -> resize -> `channels` copies -> normalise to [-1, 1].
+Steps: decode -> mono -> resample -> cut/pad to `clip_duration` -> **frames** (a
+``(batch, bins, frames)`` tensor of per-frame values, each STFT frame independent of the
+others) -> **finish** (the model input). The `feature` decides what the two stages are:
+
+============  ======================================================  ============================
+feature       frames (stage 1)                                        model input (stage 2)
+============  ======================================================  ============================
+image         power spectrogram (frame means removed), optional mel   ``(channels, height, width)``
+              or frequency band, dB clipped to `decibel_limits`       image in [-1, 1], loud = dark
+fbank         natural-log mel filterbank energies (`n_mels` bands)    ``(frames, n_mels)``
+stft          log STFT magnitude                                      ``(frames, n_fft // 2 + 1)``
+stft_phase    log magnitude then phase (radians)                      ``(frames, n_fft + 2)``
+group_delay   group delay of each frame (samples)                     ``(frames, n_fft // 2 + 1)``
+waveform      the samples themselves (one "frame" per sample)         ``(samples,)``
+============  ======================================================  ============================
+
+Frame features are normalised per clip when ``norm="per_file"``. Because frames are
+independent, the predictor computes the frames of a whole chunk of a long recording once
+and cuts every window's input from them (`soundscape.torch.windows`).
 """
 
 from __future__ import annotations
@@ -13,21 +30,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from . import features
+from . import dsp
 from .audio import Audio
 from .errors import ParameterError
 from .spectrogram import MelSpectrogram, Spectrogram
 
 SHORT_CLIP_POLICIES = ("pad", "extend", "error")
+FEATURES = ("image", "fbank", "stft", "stft_phase", "group_delay", "waveform")
+NORMS = (None, "per_file")
+FRAME_FEATURES = ("fbank", "stft", "stft_phase", "group_delay")
 _AUDIO_FIELDS = ("sample_rate", "clip_duration", "short_clip")
-_IMAGE_FIELDS = ("height", "width", "channels")
+_FINISH_FIELDS = ("height", "width", "channels", "norm")
 
 
 @dataclass(frozen=True)
@@ -43,22 +63,34 @@ class Preprocessing:
         (then clips in one batch must be equally long).
     short_clip : {"pad", "extend", "error"}
         What to do with a clip shorter than `clip_duration`: zero-pad, loop, or raise.
-    window_type, window_samples, overlap_samples, decibel_limits, scaling
-        Spectrogram parameters, as in `Spectrogram.from_audio`.
+    feature : {"image", "fbank", "stft", "stft_phase", "group_delay", "waveform"}
+        What the model sees (see the module docstring).
+    window_type, window_samples, overlap_samples
+        STFT window (any scipy window name), its length and the overlap of consecutive
+        windows, in samples.
+    n_fft : int or None
+        FFT length of the frame features (windows are zero-padded to it); None: the
+        window length. The image feature uses the window length.
+    decibel_limits, scaling
+        dB range and power scaling of the image feature, as in `Spectrogram.from_audio`.
     n_mels : int or None
-        Use a mel spectrogram with this many filters; None keeps linear frequencies.
+        Mel filters: a mel image (feature "image"), or the bands of "fbank" (required).
     min_frequency, max_frequency : float or None
-        Keep only this frequency band (Hz) of the spectrogram.
+        Frequency band (Hz): rows of the image, or the range of the mel filters.
     height, width, channels : int
-        Size of the image the model sees.
+        Size of the image the model sees (feature "image").
+    norm : {None, "per_file"}
+        Zero mean and unit variance per bin over each clip's frames (frame features).
     """
 
     sample_rate: int = 22050
     clip_duration: float | None = None
     short_clip: str = "pad"
+    feature: str = "image"
     window_type: str = "hann"
     window_samples: int = 512
     overlap_samples: int = 256
+    n_fft: int | None = None
     decibel_limits: tuple[float, float] = (-100.0, -20.0)
     scaling: str = "spectrum"
     n_mels: int | None = None
@@ -67,7 +99,7 @@ class Preprocessing:
     height: int = 224
     width: int = 224
     channels: int = 3
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
+    norm: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "decibel_limits", tuple(float(x) for x in self.decibel_limits))
@@ -79,23 +111,43 @@ class Preprocessing:
             value = getattr(self, name)
             if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
                 object.__setattr__(self, name, float(value))
+        for name in ("window_samples", "overlap_samples", "height", "width", "channels"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+        if self.feature not in FEATURES:
+            raise ParameterError(f"feature must be one of {FEATURES}, got {self.feature!r}")
         if self.clip_duration is not None and not (self.clip_duration > 0):
             raise ParameterError(f"clip_duration must be > 0 seconds or None, got {self.clip_duration!r}")
         if self.short_clip not in SHORT_CLIP_POLICIES:
             raise ParameterError(f"short_clip must be one of {SHORT_CLIP_POLICIES}, got {self.short_clip!r}")
+        dsp.check_window(self.window_type)
         if not (0 <= self.overlap_samples < self.window_samples):
             raise ParameterError(
                 f"overlap_samples ({self.overlap_samples}) must be >= 0 and smaller than "
                 f"window_samples ({self.window_samples})"
             )
+        if self.n_fft is not None:
+            if self.feature == "image" and self.n_fft != self.window_samples:
+                raise ParameterError("n_fft applies to frame features; the image feature uses "
+                                     f"window_samples ({self.window_samples}), got n_fft={self.n_fft}")
+            if int(self.n_fft) < self.window_samples:
+                raise ParameterError(f"n_fft ({self.n_fft}) must be >= window_samples "
+                                     f"({self.window_samples})")
+            object.__setattr__(self, "n_fft", int(self.n_fft))
         lo, hi = self.decibel_limits
         if not lo < hi:
             raise ParameterError(f"decibel_limits must be (low, high) with low < high, got {self.decibel_limits}")
         for name in ("height", "width", "channels"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) < 1:
                 raise ParameterError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.n_mels is not None and self.n_mels < 1:
             raise ParameterError(f"n_mels must be >= 1 or None, got {self.n_mels!r}")
+        if self.feature == "fbank" and self.n_mels is None:
+            raise ParameterError("feature 'fbank' needs n_mels (the number of filter bands)")
+        if self.norm not in NORMS:
+            raise ParameterError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.norm is not None and self.feature not in FRAME_FEATURES:
+            raise ParameterError(f"norm={self.norm!r} applies to the frame features {FRAME_FEATURES}, "
+                                 f"not to feature {self.feature!r}")
         nyq = self.sample_rate / 2
         if self.min_frequency is not None and not (0 <= self.min_frequency < nyq):
             raise ParameterError(f"min_frequency must be in [0, {nyq}) Hz, got {self.min_frequency}")
@@ -105,6 +157,12 @@ class Preprocessing:
                 and self.min_frequency >= self.max_frequency):
             raise ParameterError(
                 f"min_frequency ({self.min_frequency}) must be below max_frequency ({self.max_frequency})"
+            )
+        n = self.clip_samples
+        if n is not None and self.feature != "waveform" and n < self.window_samples:
+            raise ParameterError(
+                f"clip_duration {self.clip_duration} s ({n} samples) is shorter than one window "
+                f"({self.window_samples} samples)"
             )
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -135,29 +193,70 @@ class Preprocessing:
         """Hash of the parameters that decide the fitted waveform (rate, duration, short-clip policy)."""
         return self._hash({k: getattr(self, k) for k in _AUDIO_FIELDS})
 
-    def spectrogram_cache_key(self) -> str:
-        """Hash of the parameters that decide the dB spectrogram (all but the image size)."""
+    def frames_cache_key(self) -> str:
+        """Hash of the parameters that decide the frames (all but the finishing step's)."""
         d = self.to_dict()
-        for k in _IMAGE_FIELDS:
+        for k in _FINISH_FIELDS:
             d.pop(k)
         return self._hash(d)
 
     @staticmethod
     def _hash(d: dict) -> str:
-        d = dict(d)
-        d.pop("extra", None)
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-    @property
-    def n_frames(self) -> int | None:
-        """Spectrogram frames per clip, or None without a fixed clip duration."""
-        n = self.clip_samples
-        return None if n is None else features.n_frames(n, self.window_samples, self.overlap_samples)
-
+    # ------------------------------------------------------------------ shapes
     @property
     def clip_samples(self) -> int | None:
         """Samples per clip at `sample_rate`, or None without a fixed clip duration."""
         return None if self.clip_duration is None else int(round(self.clip_duration * self.sample_rate))
+
+    @property
+    def fft_size(self) -> int:
+        """FFT length: `n_fft`, or the window length."""
+        return self.n_fft or self.window_samples
+
+    @property
+    def frame_grid(self) -> tuple[int, int]:
+        """(samples per frame, hop in samples) of the frames; (1, 1) for the waveform feature."""
+        if self.feature == "waveform":
+            return 1, 1
+        return self.window_samples, self.window_samples - self.overlap_samples
+
+    def frames_of(self, n_samples: int) -> int:
+        """Number of frames of `n_samples` samples (the one frame-count formula, `dsp.n_frames`)."""
+        win, hop = self.frame_grid
+        return dsp.n_frames(int(n_samples), win, win - hop)
+
+    @property
+    def n_frames(self) -> int | None:
+        """Frames per clip, or None without a fixed clip duration."""
+        n = self.clip_samples
+        return None if n is None else self.frames_of(n)
+
+    @property
+    def n_bins(self) -> int:
+        """Rows of the frames tensor (frequency bins, bands, or 1 for the waveform)."""
+        bins = self.fft_size // 2 + 1
+        if self.feature == "waveform":
+            return 1
+        if self.feature == "fbank" or (self.feature == "image" and self.n_mels):
+            return int(self.n_mels)
+        if self.feature == "image" and (self.min_frequency is not None or self.max_frequency is not None):
+            rows = dsp.band_rows(self.window_samples, self.sample_rate, self.min_frequency,
+                                 self.max_frequency)
+            return rows.stop - rows.start
+        return 2 * bins if self.feature == "stft_phase" else bins
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """Shape of one clip's model input, or None when it depends on the clip's length."""
+        if self.feature == "image":
+            return (self.channels, self.height, self.width)
+        if self.clip_samples is None:
+            return None
+        if self.feature == "waveform":
+            return (self.clip_samples,)
+        return (self.n_frames, self.n_bins)
 
     # ------------------------------------------------------------------ audio step
     def load_audio(self, path: str | Path, offset: float = 0.0, duration: float | None = None) -> Audio:
@@ -187,8 +286,14 @@ class Preprocessing:
         return audio.pad(self.clip_duration)
 
     # ------------------------------------------------------------------ per-clip reference
+    def _require_image(self, what: str) -> None:
+        if self.feature != "image":
+            raise ParameterError(f"{what} is for the image feature; this preprocessing's feature is "
+                                 f"{self.feature!r}")
+
     def spectrogram(self, audio: Audio) -> Spectrogram:
-        """The per-clip (numpy) spectrogram of an already fitted clip."""
+        """The per-clip spectrogram object (feature "image") of an already fitted clip."""
+        self._require_image("Preprocessing.spectrogram")
         kw = dict(
             window_type=self.window_type, window_samples=self.window_samples,
             overlap_samples=self.overlap_samples, decibel_limits=self.decibel_limits, scaling=self.scaling,
@@ -203,41 +308,65 @@ class Preprocessing:
         return spec
 
     def image_reference(self, audio: Audio) -> torch.Tensor:
-        """(channels, H, W) input tensor of one clip via the per-clip numpy path."""
+        """(channels, H, W) input of one clip through the per-clip `Spectrogram` objects."""
         audio = self.fit_audio(audio)
-        spec = self.spectrogram(audio)
-        db = torch.from_numpy(spec.spectrogram)[None]
-        return features.db_to_image(db, self.decibel_limits, self.height, self.width, self.channels)[0]
+        db = torch.from_numpy(self.spectrogram(audio).spectrogram)[None]
+        return self.finish(db)[0]
 
-    # ------------------------------------------------------------------ batched engine
-    def spectrogram_batch(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """dB spectrograms (batch, freqs, frames) of fitted waveforms (batch, samples).
+    # ------------------------------------------------------------------ the batched engine
+    def _window(self, device) -> torch.Tensor:
+        return dsp.window_tensor(self.window_type, self.window_samples, device, torch.float32)
 
-        Runs on the waveforms' device; equals `spectrogram` of each clip to float tolerance.
+    def frames(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Stage 1: ``(batch, n_bins, frames)`` float32 of fitted waveforms ``(batch, samples)``.
+
+        Runs on the waveforms' device. Frames are independent of each other, so the frames
+        of a long chunk can be cut into the frames of its windows.
         """
-        power = features.stft_power(
-            waveforms, self.sample_rate, self.window_type, self.window_samples,
-            self.overlap_samples, self.scaling,
-        )
-        if self.n_mels:
-            fb = features.mel_matrix(
-                self.n_mels, self.window_samples, self.sample_rate,
-                self.min_frequency or 0.0, self.max_frequency, power.device,
-            )
-            power = torch.matmul(fb, power)
-        elif self.min_frequency is not None or self.max_frequency is not None:
-            rows = features.band_rows(
-                self.window_samples, self.sample_rate, self.min_frequency, self.max_frequency
-            )
-            power = power[:, rows.start:rows.stop]
-        return features.power_to_db(power, self.decibel_limits, inplace=True)
+        if waveforms.ndim != 2:
+            raise ParameterError(f"waveforms must be (batch, samples), got shape {tuple(waveforms.shape)}")
+        kind = self.feature
+        if kind == "waveform":
+            return waveforms.float()[:, None, :]
+        if kind == "image":
+            power = dsp.stft_power(waveforms, self.sample_rate, self.window_type, self.window_samples,
+                                   self.overlap_samples, self.scaling)
+            if self.n_mels:
+                fb = dsp.mel_matrix(self.n_mels, self.window_samples, self.sample_rate,
+                                    self.min_frequency or 0.0, self.max_frequency, power.device)
+                power = torch.matmul(fb, power)
+            elif self.min_frequency is not None or self.max_frequency is not None:
+                rows = dsp.band_rows(self.window_samples, self.sample_rate, self.min_frequency,
+                                     self.max_frequency)
+                power = power[:, rows.start:rows.stop]
+            return dsp.power_to_db(power, self.decibel_limits, inplace=True)
+        win, hop = self.frame_grid
+        window = self._window(waveforms.device)
+        if kind == "group_delay":
+            out = dsp.group_delay(waveforms, window, hop, self.fft_size)
+        else:
+            spec = dsp.frame_spectrum(waveforms, window, hop, self.fft_size)
+            if kind == "fbank":
+                mel = dsp.mel_matrix(self.n_mels, self.fft_size, self.sample_rate,
+                                     self.min_frequency or 0.0, self.max_frequency, waveforms.device)
+                out = dsp.log_fbank(spec, mel)
+            elif kind == "stft":
+                out = dsp.stft_magnitude(spec)
+            else:
+                out = dsp.stft_phase(spec)
+        return out.transpose(1, 2)
 
-    def spectrogram_images(self, db: torch.Tensor) -> torch.Tensor:
-        """Model inputs (batch, channels, H, W) from dB spectrograms (batch, freqs, frames)."""
-        return features.db_to_image(db, self.decibel_limits, self.height, self.width, self.channels)
+    def finish(self, frames: torch.Tensor) -> torch.Tensor:
+        """Stage 2: model inputs ``(batch, *input_shape)`` from frames ``(batch, n_bins, frames)``."""
+        if self.feature == "image":
+            return dsp.db_to_image(frames, self.decibel_limits, self.height, self.width, self.channels)
+        if self.feature == "waveform":
+            return frames[:, 0, :]
+        out = frames.transpose(1, 2)
+        return dsp.per_file_norm(out) if self.norm == "per_file" else out.contiguous()
 
-    def images(self, waveforms: torch.Tensor, device: str | torch.device | None = None) -> torch.Tensor:
-        """Model inputs (batch, channels, H, W) from fitted waveforms (batch, samples).
+    def features(self, waveforms: torch.Tensor, device: str | torch.device | None = None) -> torch.Tensor:
+        """Model inputs ``(batch, *input_shape)`` of fitted waveforms ``(batch, samples)``.
 
         Parameters
         ----------
@@ -247,12 +376,55 @@ class Preprocessing:
         """
         if device is not None:
             waveforms = waveforms.to(device, non_blocking=True)
-        return self.spectrogram_images(self.spectrogram_batch(waveforms))
+        return self.finish(self.frames(waveforms))
 
-    def image(self, audio: Audio) -> torch.Tensor:
-        """(channels, H, W) model input of one clip through the batched engine."""
+    #: the classic name of `features` for image models
+    images = features
+
+    def feature_of(self, audio: Audio) -> torch.Tensor:
+        """The model input of one clip (fitted first) through the batched engine."""
         audio = self.fit_audio(audio)
-        return self.images(torch.from_numpy(audio.samples)[None])[0]
+        return self.features(torch.from_numpy(np.asarray(audio.samples, dtype=np.float32))[None])[0]
+
+    #: the classic name of `feature_of`
+    image = feature_of
+
+    def frontend(self) -> "FrontEnd":
+        """The torch module computing `features` (for models that take waveforms)."""
+        return FrontEnd(self)
+
+
+class FrontEnd(torch.nn.Module):
+    """`Preprocessing.features` as a torch module: fitted waveforms -> model input.
+
+    It holds no parameters or buffers (windows and mel matrices are cached per device by
+    `soundscape.dsp`), so model files store nothing for it.
+    """
+
+    def __init__(self, preprocessing: Preprocessing):
+        super().__init__()
+        if not isinstance(preprocessing, Preprocessing):
+            raise ParameterError(f"FrontEnd needs a Preprocessing, got {type(preprocessing).__name__}")
+        self.preprocessing = preprocessing
+
+    @property
+    def output_shape(self) -> tuple[int, ...] | None:
+        return self.preprocessing.input_shape
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Model inputs of fitted waveforms ``(batch, clip_samples)`` (or one ``(clip_samples,)``)."""
+        if waveforms.ndim == 1:
+            waveforms = waveforms[None]
+        n = self.preprocessing.clip_samples
+        if n is not None and waveforms.shape[-1] != n:
+            p = self.preprocessing
+            raise ParameterError(f"expected waveforms of {n} samples ({p.clip_duration} s at "
+                                 f"{p.sample_rate} Hz), got {waveforms.shape[-1]}")
+        return self.preprocessing.features(waveforms)
+
+    def extra_repr(self) -> str:
+        p = self.preprocessing
+        return f"feature={p.feature!r}, output_shape={self.output_shape}, sample_rate={p.sample_rate}"
 
 
 def stack_waveforms(clips: list[Audio | np.ndarray]) -> torch.Tensor:

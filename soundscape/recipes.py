@@ -137,6 +137,7 @@ class EarlyStopping:
         self.min_delta = float(min_delta)
         self.best_score: float | None = None
         self.best_epoch: int | None = None
+        self.best_loss: float | None = None
         self.bad_epochs = 0
 
     def score(self, record: dict) -> float:
@@ -153,13 +154,22 @@ class EarlyStopping:
         return value
 
     def update(self, record: dict) -> bool:
-        """Record one epoch (needs key ``"epoch"``); True when it is the best so far."""
+        """Record one epoch (needs key ``"epoch"``); True when it is the best so far.
+
+        A tie on the monitored value goes to the later epoch when its validation loss
+        (``valid_loss``, if recorded and not the monitored value) is no higher.
+        """
         value = self.score(record)
         sign = 1.0 if self.mode == "max" else -1.0
+        loss = record.get("valid_loss") if self.monitor != "valid_loss" else None
+        loss = float(loss) if loss is not None and math.isfinite(float(loss)) else None
+        tie = (self.best_score is not None and value == self.best_score and loss is not None
+               and (self.best_loss is None or loss <= self.best_loss))
         improved = (self.best_score is None
-                    or sign * (value - self.best_score) > self.min_delta)
+                    or sign * (value - self.best_score) > self.min_delta or tie)
         if improved:
             self.best_score, self.best_epoch, self.bad_epochs = value, record.get("epoch"), 0
+            self.best_loss = loss
         else:
             self.bad_epochs += 1
         return improved
@@ -172,12 +182,13 @@ class EarlyStopping:
     def state_dict(self) -> dict:
         """State for checkpoints."""
         return {"best_score": self.best_score, "best_epoch": self.best_epoch,
-                "bad_epochs": self.bad_epochs}
+                "bad_epochs": self.bad_epochs, "best_loss": self.best_loss}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore `state_dict` output."""
         self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
         self.bad_epochs = int(state["bad_epochs"])
+        self.best_loss = state.get("best_loss")
 
 
 # --------------------------------------------------------------------------- class balance
@@ -321,15 +332,24 @@ def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float,
           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
     """Blend each input with another of the batch: ``lam * x + (1 - lam) * x[perm]``.
 
+    `x` may be a dict of input tensors (a model with several inputs): every float tensor
+    is blended with the same partners and weight; integer (category) inputs are kept.
+
     Returns ``(mixed inputs, targets, partner targets, lam)``; train on
     `mixed_loss` (or soft targets from `mix_targets`). ``lam ~ Beta(alpha, alpha)``,
     folded to ``max(lam, 1 - lam)`` so each mixed input keeps its own label dominant.
     """
-    if len(x) != len(y):
-        raise ParameterError(f"mixup: {len(x)} inputs but {len(y)} targets")
-    perm, lam = mixup_weights(len(x), alpha, generator)
-    perm = perm.to(x.device)
-    mixed = x.mul(lam).add_(x[perm], alpha=1.0 - lam)
+    n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+    if n != len(y):
+        raise ParameterError(f"mixup: {n} inputs but {len(y)} targets")
+    perm, lam = mixup_weights(n, alpha, generator)
+
+    def blend(t: torch.Tensor) -> torch.Tensor:
+        if not t.is_floating_point():  # category codes cannot be blended: each row keeps its own
+            return t
+        return t.mul(lam).add_(t[perm.to(t.device)], alpha=1.0 - lam)
+
+    mixed = {k: blend(v) for k, v in x.items()} if isinstance(x, dict) else blend(x)
     return mixed, y, y[perm.to(y.device)], lam
 
 

@@ -9,29 +9,15 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
-import scipy.fft
-from numpy.lib.stride_tricks import sliding_window_view
+import torch
 from PIL import Image
 
+from . import dsp
 from .audio import Audio
+from .dsp import POWER_FLOOR, mel_filterbank  # noqa: F401  (classic import path)
 from .errors import ParameterError
-
-#: power floor before taking dB, so silence maps to a finite value (then clipped)
-POWER_FLOOR = 1e-20
-_BLOCK_FRAMES = 1024  # frames per block: bounds memory on long audio and stays cache friendly
-
-
-def _window(window_type: str, n: int) -> np.ndarray:
-    from scipy.signal import get_window
-
-    try:
-        return get_window(window_type, n, fftbins=True).astype(np.float64)
-    except (ValueError, TypeError) as exc:
-        raise ParameterError(f"unknown window_type {window_type!r}: {exc}") from exc
-
 
 def _check_int(value, name: str, minimum: int) -> int:
     ok = isinstance(value, Real) and not isinstance(value, bool) and np.isfinite(value)
@@ -50,63 +36,21 @@ def _check_limits(limits, name: str = "decibel_limits") -> tuple[float, float]:
     return lo, hi
 
 
-def _power_blocks(
-    samples: np.ndarray,
-    sample_rate: int,
-    window_type: str,
-    window_samples: int,
-    overlap_samples: int,
-    scaling: str,
-) -> tuple[int, int, Iterator[tuple[int, np.ndarray]]]:
-    """Validate the STFT arguments; return (n_freqs, n_frames, blocks).
-
-    `blocks` yields ``(first_frame, power)`` with power of shape (frames, n_freqs),
-    float64, one-sided and scaled exactly as scipy.signal.spectrogram (frame means removed).
-    """
-    window_samples = _check_int(window_samples, "window_samples", 1)
-    overlap_samples = _check_int(overlap_samples, "overlap_samples", 0)
-    if overlap_samples >= window_samples:
-        raise ParameterError(
-            f"overlap_samples ({overlap_samples}) must be smaller than "
-            f"window_samples ({window_samples})"
-        )
-    if scaling not in ("spectrum", "density"):
-        raise ParameterError(f"scaling must be 'spectrum' or 'density', got {scaling!r}")
-    if len(samples) < window_samples:
-        raise ParameterError(
-            f"the window ({window_samples} samples) is longer than "
-            f"the audio ({len(samples)} samples)"
-        )
-    hop = window_samples - overlap_samples
-    win = _window(window_type, window_samples)
-    scale = 1.0 / win.sum() ** 2 if scaling == "spectrum" else 1.0 / (sample_rate * (win**2).sum())
-    n_freqs = window_samples // 2 + 1
-    weights = np.full(n_freqs, 2 * scale)  # one-sided: double all bins but DC (and Nyquist)
-    weights[0] = scale
-    if window_samples % 2 == 0:
-        weights[-1] = scale
-    frames = sliding_window_view(samples, window_samples)[::hop]  # a view, no copy
-
-    def blocks():
-        for b0 in range(0, len(frames), _BLOCK_FRAMES):
-            block = frames[b0 : b0 + _BLOCK_FRAMES]
-            buf = block * win  # float64
-            buf -= block.mean(axis=1, dtype=np.float64)[:, None] * win  # (x - mean) * win
-            spec = scipy.fft.rfft(buf, axis=1, overwrite_x=True)
-            power = spec.real**2
-            power += spec.imag**2
-            power *= weights
-            yield b0, power
-
-    return n_freqs, len(frames), blocks()
-
-
 def _frame_axes(n_frames: int, window_samples: int, overlap_samples: int, sample_rate: int):
     frequencies = np.fft.rfftfreq(window_samples, 1 / sample_rate)
     times = (
         np.arange(n_frames) * (window_samples - overlap_samples) + window_samples / 2
     ) / sample_rate
     return frequencies, times
+
+
+def _power(samples: np.ndarray, sample_rate: int, window_type: str, window_samples: int,
+           overlap_samples: int, scaling: str) -> torch.Tensor:
+    """(n_freqs, n_frames) float32 power of one clip through `dsp.stft_power`."""
+    window_samples = _check_int(window_samples, "window_samples", 1)
+    overlap_samples = _check_int(overlap_samples, "overlap_samples", 0)
+    wave = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None]
+    return dsp.stft_power(wave, sample_rate, window_type, window_samples, overlap_samples, scaling)[0]
 
 
 def stft_power(
@@ -125,55 +69,21 @@ def stft_power(
     frequencies : (n_freqs,) Hz
     times : (n_frames,) window centres in seconds
     """
-    n_freqs, n_frames, blocks = _power_blocks(
-        np.asarray(samples), sample_rate, window_type, window_samples, overlap_samples, scaling
-    )
-    power = np.empty((n_freqs, n_frames), dtype=np.float32)
-    for b0, block in blocks:
-        power[:, b0 : b0 + len(block)] = block.T
-    return (power, *_frame_axes(n_frames, window_samples, overlap_samples, sample_rate))
-
-
-def _db_in_place(power: np.ndarray, decibel_limits: tuple[float, float] | None) -> np.ndarray:
-    np.maximum(power, POWER_FLOOR, out=power)
-    np.log10(power, out=power)
-    power *= 10
-    if decibel_limits is not None:
-        np.clip(power, decibel_limits[0], decibel_limits[1], out=power)
-    return power
+    power = _power(np.asarray(samples), sample_rate, window_type, window_samples, overlap_samples,
+                   scaling).numpy()
+    return (power, *_frame_axes(power.shape[1], window_samples, overlap_samples, sample_rate))
 
 
 def power_to_db(power: np.ndarray, decibel_limits: tuple[float, float] | None) -> np.ndarray:
     """10*log10(power), floored at POWER_FLOOR, clipped to `decibel_limits` if given (float32)."""
-    return _db_in_place(np.array(power, dtype=np.float64), decibel_limits).astype(np.float32)
+    db = dsp.power_to_db(torch.from_numpy(np.array(power, dtype=np.float64)), decibel_limits)
+    return db.numpy().astype(np.float32)
 
 
 def db_to_unit(db: np.ndarray, decibel_limits: tuple[float, float]) -> np.ndarray:
     """Map dB within `decibel_limits` to [0, 1] where 1 is the loudest."""
     lo, hi = decibel_limits
     return np.clip((db - lo) / (hi - lo), 0.0, 1.0)
-
-
-def _db_spectrogram(
-    audio: Audio,
-    window_type: str,
-    window_samples: int,
-    overlap_samples: int,
-    decibel_limits: tuple[float, float],
-    scaling: str,
-    project: Callable[[np.ndarray], np.ndarray] | None = None,
-    n_out: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """dB spectrogram computed block by block (optionally projected, e.g. onto mel filters)."""
-    n_freqs, n_frames, blocks = _power_blocks(
-        audio.samples, audio.sample_rate, window_type, window_samples, overlap_samples, scaling
-    )
-    out = np.empty((n_out or n_freqs, n_frames), dtype=np.float32)
-    for b0, power in blocks:
-        if project is not None:
-            power = project(power)
-        out[:, b0 : b0 + len(power)] = _db_in_place(power, decibel_limits).T
-    return (out, *_frame_axes(n_frames, window_samples, overlap_samples, audio.sample_rate))
 
 
 class Spectrogram:
@@ -248,9 +158,10 @@ class Spectrogram:
                 f"Spectrogram.from_audio expects an Audio object, got {type(audio).__name__}"
             )
         limits = _check_limits(decibel_limits)
-        db, freqs, times = _db_spectrogram(
-            audio, window_type, window_samples, overlap_samples, limits, scaling
-        )
+        power = _power(audio.samples, audio.sample_rate, window_type, window_samples,
+                       overlap_samples, scaling)
+        db = dsp.power_to_db(power, limits, inplace=True).numpy()
+        freqs, times = _frame_axes(db.shape[1], window_samples, overlap_samples, audio.sample_rate)
         return cls(db, freqs, times, limits, window_samples, overlap_samples, audio.sample_rate)
 
     #: True once values are rescaled (no longer dB); only changes the colour-bar label
@@ -382,10 +293,8 @@ class Spectrogram:
         if shape is not None:
             if len(shape) != 2 or not all(isinstance(v, Integral) and v >= 1 for v in shape):
                 raise ParameterError(f"shape must be (width, height) in pixels, got {shape!r}")
-            from .features import resize_unit_image
-
             width, height = shape
-            unit = resize_unit_image(unit, int(height), int(width))
+            unit = dsp.resize_unit_image(unit, int(height), int(width))
         img = Image.fromarray(np.round(np.clip(unit, 0, 1) * 255).astype(np.uint8))
         return img.convert(mode)
 
@@ -466,38 +375,6 @@ def _edges(centres: np.ndarray) -> tuple[float, float]:
     return float(centres[0] - half), float(centres[-1] + half)
 
 
-def _hz_to_mel(f):
-    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
-
-
-def _mel_to_hz(m):
-    return 700.0 * (10 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
-
-
-def _mel_edges(n_mels: int, min_f: float, max_f: float) -> np.ndarray:
-    return _mel_to_hz(np.linspace(_hz_to_mel(min_f), _hz_to_mel(max_f), n_mels + 2))
-
-
-def mel_filterbank(
-    n_mels: int, n_fft: int, sample_rate: int, min_f: float = 0.0, max_f: float | None = None
-) -> np.ndarray:
-    """Triangular mel filters (HTK mel scale, peak 1), shape (n_mels, n_fft // 2 + 1)."""
-    n_mels = _check_int(n_mels, "n_mels", 1)
-    n_fft = _check_int(n_fft, "n_fft", 1)
-    max_f = sample_rate / 2 if max_f is None else max_f
-    if not (0 <= min_f < max_f <= sample_rate / 2):
-        raise ParameterError(
-            f"mel band needs 0 <= min_f < max_f <= Nyquist ({sample_rate / 2}); "
-            f"got {min_f}, {max_f}"
-        )
-    edges = _mel_edges(n_mels, min_f, max_f)
-    freqs = np.fft.rfftfreq(n_fft, 1 / sample_rate)
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    rising = (freqs[None, :] - lower) / np.maximum(centre - lower, 1e-12)
-    falling = (upper - freqs[None, :]) / np.maximum(upper - centre, 1e-12)
-    return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
-
-
 class MelSpectrogram(Spectrogram):
     """A mel-frequency power spectrogram in dB; `frequencies` are the filters' centres (Hz)."""
 
@@ -524,19 +401,11 @@ class MelSpectrogram(Spectrogram):
                 f"MelSpectrogram.from_audio expects an Audio object, got {type(audio).__name__}"
             )
         limits = _check_limits(decibel_limits)
-        fb_t = np.ascontiguousarray(
-            mel_filterbank(n_mels, window_samples, audio.sample_rate, min_f, max_f).T
-        )
-        db, _, times = _db_spectrogram(
-            audio,
-            window_type,
-            window_samples,
-            overlap_samples,
-            limits,
-            scaling,
-            project=lambda power: power.astype(np.float32) @ fb_t,
-            n_out=fb_t.shape[1],
-        )
+        fb = torch.from_numpy(mel_filterbank(n_mels, window_samples, audio.sample_rate, min_f, max_f))
+        power = _power(audio.samples, audio.sample_rate, window_type, window_samples,
+                       overlap_samples, scaling)
+        db = dsp.power_to_db(torch.matmul(fb, power), limits, inplace=True).numpy()
+        _, times = _frame_axes(db.shape[1], window_samples, overlap_samples, audio.sample_rate)
         max_f = audio.sample_rate / 2 if max_f is None else max_f
-        centres = _mel_edges(fb_t.shape[1], min_f, max_f)[1:-1]
+        centres = dsp.mel_edges(fb.shape[0], min_f, max_f)[1:-1]
         return cls(db, centres, times, limits, window_samples, overlap_samples, audio.sample_rate)

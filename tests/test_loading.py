@@ -65,11 +65,11 @@ def test_load_spectrogram_and_image_equal_the_uncached_path(files, tmp_path):
     assert loader.cache.stats.memory_hits == 1 and loader.cache.stats.misses == 1
     again[:] = 0  # callers get their own copy: the cache is not changed through it
     np.testing.assert_array_equal(loader.load(f), expected)
-    image = loader.image(f)
+    image = loader.feature(f)
     assert torch.equal(image, PRE.image(PRE.load_audio(f)))
     torch.testing.assert_close(image, PRE.image_reference(PRE.load_audio(f)), atol=2e-5, rtol=0)
-    assert torch.equal(loader.image(f), image)  # from the cached spectrogram
-    np.testing.assert_array_equal(loader.spectrogram(f), PRE.spectrogram_batch(torch.from_numpy(expected)[None])[0])
+    assert torch.equal(loader.feature(f), image)  # from the cached spectrogram
+    np.testing.assert_array_equal(loader.frames(f), PRE.frames(torch.from_numpy(expected)[None])[0])
     # a segment of a file is its own entry
     seg = loader.load(f, offset=0.25, duration=0.5)
     np.testing.assert_array_equal(seg, PRE.load_audio(f, offset=0.25, duration=0.5).samples)
@@ -81,27 +81,27 @@ def test_touched_or_rewritten_file_and_new_parameters_are_recomputed(files, tmp_
     store = ClipCache(tmp_path / "c", memory_bytes=2**26)
     loader = ClipLoader(PRE, store)
     f = files[0]
-    first = loader.spectrogram(f)
-    loader.spectrogram(f)
+    first = loader.frames(f)
+    loader.frames(f)
     assert store.stats.misses == 1 and store.stats.hits == 1
     st = f.stat()
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touch
     misses = store.stats.misses
-    np.testing.assert_array_equal(loader.spectrogram(f), first)
+    np.testing.assert_array_equal(loader.frames(f), first)
     assert store.stats.misses > misses  # recomputed
     _write(f, seed=5)  # new content under the same name
     np.testing.assert_array_equal(loader.load(f), PRE.load_audio(f).samples)
-    assert not np.allclose(loader.spectrogram(f), first)
+    assert not np.allclose(loader.frames(f), first)
     # a new spectrogram parameter recomputes the spectrogram but reuses the cached waveform
     mel = ClipLoader(PRE.replace(n_mels=20), store)
     misses, hits = store.stats.misses, store.stats.hits
-    spec = mel.spectrogram(f)
+    spec = mel.frames(f)
     assert spec.shape[0] == 20
     assert store.stats.misses == misses + 1 and store.stats.hits == hits + 1
     # an image-size change reuses the cached spectrogram
     small = ClipLoader(PRE.replace(height=16, width=16), store)
     misses = store.stats.misses
-    assert small.image(f).shape == (3, 16, 16) and store.stats.misses == misses
+    assert small.feature(f).shape == (3, 16, 16) and store.stats.misses == misses
 
 
 def test_pickled_loader_keeps_its_cache_settings_for_spawned_workers(files, tmp_path):
@@ -140,19 +140,19 @@ def test_spill_to_disk_and_reuse_by_a_new_loader(files, tmp_path):
 
 def test_batched_images_equal_single_images(files, tmp_path):
     loader = ClipLoader(PRE, ClipCache(tmp_path / "c", memory_bytes=2**26))
-    loader.image(files[1])  # one cached, the rest computed in one batch
+    loader.feature(files[1])  # one cached, the rest computed in one batch
     items = [files[0], (files[1], 0.0, None), (files[2], 0.1, 1.0), files[3]]
-    batch = loader.images(items)
+    batch = loader.features(items)
     assert batch.shape == (4, 3, 48, 64)
-    singles = torch.stack([ClipLoader(PRE, cache=False).image(*it) if isinstance(it, tuple) else
-                           ClipLoader(PRE, cache=False).image(it) for it in items])
+    singles = torch.stack([ClipLoader(PRE, cache=False).feature(*it) if isinstance(it, tuple) else
+                           ClipLoader(PRE, cache=False).feature(it) for it in items])
     torch.testing.assert_close(batch, singles, atol=1e-6, rtol=0)
-    torch.testing.assert_close(loader.images(items), batch, atol=0, rtol=0)  # all cached now
+    torch.testing.assert_close(loader.features(items), batch, atol=0, rtol=0)  # all cached now
     unfixed = ClipLoader(PRE.replace(clip_duration=None), cache=False)
     with pytest.raises(ParameterError, match="equally long"):
-        unfixed.images([files[0], (files[1], 0.0, 0.5)])
+        unfixed.features([files[0], (files[1], 0.0, 0.5)])
     with pytest.raises(ParameterError, match="path or"):
-        loader.images([{"file": files[0]}])
+        loader.features([{"file": files[0]}])
     with pytest.raises(FileNotFoundError, match="nope.wav"):
         loader.load(tmp_path / "nope.wav")
 

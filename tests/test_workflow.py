@@ -72,7 +72,7 @@ def test_model_file_loads_through_model_file_and_predicts_like_predict(trained, 
     row = pd.read_csv(data).iloc[4]
     wave = detector.preprocessing.load_audio(data.parent / row["audio"]).samples
     with torch.no_grad():
-        logit = detector({"audio": torch.from_numpy(wave)[None], "gender": torch.tensor([2 if row["gender"] == "m" else 1]),
+        logit = detector({"audio": detector.preprocessing.features(torch.from_numpy(wave)[None]), "gender": torch.tensor([2 if row["gender"] == "m" else 1]),
                           "age": torch.tensor([(row["age"] - detector.network.metadata["age"]["mean"])
                                                / detector.network.metadata["age"]["std"]])})
     assert preds["present_probabilities_yes"].iloc[4] == pytest.approx(float(torch.sigmoid(logit[0, 0])), abs=1e-5)
@@ -99,14 +99,20 @@ def test_evaluate_reproduces_the_test_split_and_saves_best_weights(trained, data
     assert pd.read_parquet(tmp_path / "predictions.parquet")["present"].tolist() == preds["present"].tolist()
 
 
-def test_wrong_kind_of_model_file_is_refused(tmp_path):
+def test_classic_model_file_predicts_and_evaluates_through_the_workflow(data, tmp_path):
     from soundscape.model_file import Detector
     from soundscape.preprocessing import Preprocessing
     from soundscape.torch.models import build
 
-    Detector(build("resnet18", 2), "resnet18", ["a", "b"], False, Preprocessing()).save(tmp_path / "model.pt")
-    with pytest.raises(ModelFileError, match="not a config-driven model"):
-        predict(tmp_path, "x.csv")
+    prep = Preprocessing(sample_rate=8000, clip_duration=0.5, height=32, width=32)
+    Detector(build("resnet18", 3), "resnet18", ["chirp", "high", "low"], False, prep).save(tmp_path / "model.pt")
+    preds, _ = predict(tmp_path, data, progress=False)
+    assert len(preds) == 18 and set(preds["label_predictions"]) <= {"chirp", "high", "low"}
+    assert np.allclose(preds.filter(like="label_probabilities_").sum(axis=1), 1.0, atol=1e-5)
+    stats, _, _ = evaluate(tmp_path / "model.pt", data, progress=False)
+    assert stats["label"]["num_examples"] == 18
+    with pytest.raises(FileNotFoundError, match="model not found"):
+        predict(tmp_path / "model.pt.missing", data)
 
 
 @pytest.mark.parametrize("output", [

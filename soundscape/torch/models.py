@@ -22,18 +22,34 @@ from ..errors import ParameterError, WeightsNotFoundError
 RESNET18_IMAGENET_FILE = "resnet18-f37072fd.pth"
 
 _ARCHITECTURES: dict[str, Callable[..., torch.nn.Module]] = {}
+#: architecture -> function(clip_duration) giving the Preprocessing it is built for
+_PREPROCESSING: dict[str, Callable] = {}
 #: architectures registered by modules that are imported only when needed
 _LAZY_MODULES = {"config_model": "soundscape.workflow.model"}
 
 
-def register(name: str):
-    """Decorator adding a model constructor `fn(num_classes, **kwargs)` to the registry."""
+def register(name: str, preprocessing: Callable | None = None):
+    """Decorator adding a model constructor `fn(num_classes, **kwargs)` to the registry.
+
+    `preprocessing(clip_duration=...)`, if given, returns the `Preprocessing` the
+    architecture is built for; `train()` uses it for datasets made without one.
+    """
 
     def wrap(fn):
         _ARCHITECTURES[name] = fn
+        if preprocessing is not None:
+            _PREPROCESSING[name] = preprocessing
         return fn
 
     return wrap
+
+
+def default_preprocessing(architecture: str, clip_duration: float | None = None):
+    """The `Preprocessing` `architecture` is built for, or None when it takes the default."""
+    fn = _PREPROCESSING.get(architecture)
+    if fn is None:
+        return None
+    return fn() if clip_duration is None else fn(clip_duration=clip_duration)
 
 
 def build(architecture: str, num_classes: int, **kwargs) -> torch.nn.Module:
@@ -163,5 +179,6 @@ def identify(network: torch.nn.Module, num_classes: int) -> tuple[str, dict]:
 
 # the compact model for CPU training (soundscape.torch.compact)
 from .compact import ARCHITECTURE as _COMPACT, compact_cnn as _compact_cnn  # noqa: E402
+from .compact import compact_preprocessing as _compact_preprocessing  # noqa: E402
 
-register(_COMPACT)(_compact_cnn)
+register(_COMPACT, preprocessing=_compact_preprocessing)(_compact_cnn)

@@ -28,15 +28,15 @@ from ..loading import ClipLoader
 from ..model_file import Detector, to_plain, load_model
 from ..preprocessing import Preprocessing
 from .outputs import INDEX, OutputFolder, check_format, read_scores, read_table
-from .windows import background_items, find_audio_files, frame_geometry, plan_windows, window_images
+from .windows import background_items, find_audio_files, frame_geometry, plan_windows, window_inputs
 
 __all__ = ["predict", "predict_recordings", "find_audio_files", "read_scores"]
 
 logger = logging.getLogger("soundscape.predict")
 
 ACTIVATIONS = ("auto", "softmax", "sigmoid", None)
-#: spectrogram bytes of the windows turned into images at a time: groups this size keep
-#: the temporaries of `features.db_to_image` small (the model still gets full batches)
+#: frame bytes of the windows finished at a time: groups this size keep the temporaries
+#: of `Preprocessing.finish` small (the model still gets full batches)
 GROUP_BYTES = 4 * 2**20
 
 
@@ -44,11 +44,16 @@ GROUP_BYTES = 4 * 2**20
 def _as_detector(model) -> Detector:
     if isinstance(model, (str, os.PathLike)):
         return load_model(model)
-    if not isinstance(model, Detector):
-        raise ParameterError(
-            f"model must be a soundscape Detector or a model file path, got {type(model).__name__}"
-        )
-    return model
+    if isinstance(model, Detector):
+        return model
+    info = getattr(model, "_soundscape_detector", None)
+    if isinstance(model, torch.nn.Module) and info is not None:  # a network train() trained
+        return Detector(model, *info)
+    raise ParameterError(
+        f"model must be a soundscape Detector, a model file path, or a network trained by "
+        f"soundscape's train(); got {type(model).__name__}. Load the saved model with "
+        "soundscape.load_model('<save_dir>/best.model')"
+    )
 
 
 def _activation(model: Detector, activation):
@@ -116,7 +121,7 @@ class _ClipSet(torch.utils.data.Dataset):
         try:
             duration = None if start is None or end is None else float(end) - float(start)
             wave = self.loader.load(path, offset=float(start or 0.0), duration=duration)
-            image = self.preprocessing.images(torch.from_numpy(np.asarray(wave, dtype=np.float32))[None])[0]
+            image = self.preprocessing.features(torch.from_numpy(np.asarray(wave, dtype=np.float32))[None])[0]
             return i, image, None
         except Exception as exc:  # a bad file must not stop the run
             return i, None, _error_record(path, exc)
@@ -134,8 +139,8 @@ class _DatasetInputs(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         ds = self.dataset
         try:
-            if callable(getattr(ds, "image", None)):  # soundscape datasets: no augmentation
-                return i, ds.image(i), None
+            if callable(getattr(ds, "feature", None)):  # soundscape datasets: no augmentation
+                return i, ds.feature(i), None
             item = ds[i]
             if isinstance(item, dict):
                 item = item["X"]
@@ -168,7 +173,7 @@ def _collate(items):
     ok = [(i, x) for i, x, _ in items if x is not None]
     errors = [e for _, _, e in items if e is not None]
     idx = torch.tensor([i for i, _ in ok], dtype=torch.long)
-    images = torch.stack([x for _, x in ok]) if ok else None
+    images = torch.utils.data.default_collate([x for _, x in ok]) if ok else None
     return idx, images, errors
 
 
@@ -259,7 +264,8 @@ def predict(
                 errors.extend(errs)
                 if x is None:
                     continue
-                out = act(model(x.to(device))).float().cpu().numpy()
+                x = {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
+                out = act(model(x)).float().cpu().numpy()
                 scores[idx.numpy()] = out
                 ok[idx.numpy()] = True
     finally:
@@ -300,7 +306,7 @@ def _produce(plans: list, prep: Preprocessing, chunk_duration: float, group: int
         torch.set_num_threads(1)
     for k, plan in plans:
         try:
-            for idx, images in window_images(plan, prep, chunk_duration, group, stats):
+            for idx, images in window_inputs(plan, prep, chunk_duration, group, stats):
                 if stop.is_set():
                     return
                 yield "images", k, idx, images
@@ -430,7 +436,7 @@ def predict_recordings(
                  "filled": 0, "produced": False} for k, p in plans}
     stats: dict = {"max_chunk_samples": 0}
     stop = threading.Event()
-    n_freqs = prep.n_mels or prep.window_samples // 2 + 1
+    n_freqs = prep.n_bins
     group = max(1, min(batch_size, GROUP_BYTES // (4 * n_freqs * frame_geometry(prep)[2])))
     if num_workers == 0:
         items: Iterator = _produce(plans, prep, chunk_duration, group, stats, stop)

@@ -44,7 +44,7 @@ from ..metrics import (
 from ..model_file import Detector, atomic_torch_save, model_payload
 from ..preprocessing import Preprocessing
 from ..recipes import Recipe, dataset_labels, mixed_loss, mixup
-from .models import PICKLED_MODULE, identify
+from .models import PICKLED_MODULE, default_preprocessing, identify
 
 __all__ = ["train", "plot_history", "read_history", "latest_checkpoint"]
 
@@ -110,6 +110,7 @@ class _Run:
     print_logging: bool
     train_loader: DataLoader = None
     valid_loader: DataLoader = None
+    test_loader: DataLoader = None
     history: list[dict] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     best_score: float = -math.inf
@@ -119,14 +120,21 @@ class _Run:
     train_loss_fn: Any = None  # the recipe's training loss (weights, smoothing)
     mix_generator: torch.Generator | None = None
     tracker: Any = None  # recipes.EarlyStopping of recipe.monitor
+    batchnorm_1d: bool = False
     best_state: dict | None = None
     stopped_early: bool = False
 
+    metadata: dict = field(default_factory=dict)  # saved with every model file of the run
+
+    def detector(self, metadata: dict | None = None) -> Detector:
+        """The network as it is now, with its classes and preprocessing."""
+        return Detector(self.network, self.architecture, self.classes, self.multi_target,
+                        self.preprocessing, self.architecture_kwargs,
+                        {**self.metadata, **(metadata or {})})
+
     def payload(self, metadata: dict) -> dict:
         """The model-file dict of the network as it is now."""
-        detector = Detector(self.network, self.architecture, self.classes, self.multi_target,
-                            self.preprocessing, self.architecture_kwargs, metadata)
-        payload = model_payload(detector)
+        payload = model_payload(self.detector(metadata))
         if self.architecture == PICKLED_MODULE:  # the module itself travels in the file
             payload["architecture_kwargs"] = {"module": self.network}
         return payload
@@ -160,9 +168,61 @@ def _classes_of(dataset: Dataset) -> tuple[list[str], dict]:
     return [str(label_dict[k]) for k in keys], dict(label_dict)
 
 
+def _input_shape(x) -> tuple:
+    return {k: tuple(v.shape) for k, v in x.items()} if isinstance(x, dict) else tuple(x.shape)
+
+
+def _model_preprocessing(model, arch: str, kwargs: dict, datasets: list) -> Preprocessing:
+    """The preprocessing of the run: the model's own for datasets made without one.
+
+    A `Detector` carries its preprocessing, and registered architectures such as
+    ``compact_cnn`` declare the one they are built for; datasets built with the default
+    preprocessing switch to it. Then one input is pushed through the network, so a model
+    that cannot take the datasets' inputs fails here with both shapes named, not deep in
+    torch during the first epoch.
+    """
+    datasets = [d for d in datasets if d is not None]
+    first = datasets[0]
+    clip = first.preprocessing.clip_duration
+    own = model.preprocessing if isinstance(model, Detector) else default_preprocessing(arch, clip)
+    if own is not None:
+        for d in datasets:
+            if not getattr(d, "preprocessing_given", True) and callable(getattr(d, "use_preprocessing", None)):
+                d.use_preprocessing(own)
+    prep = first.preprocessing
+    others = [d.preprocessing for d in datasets[1:] if d.preprocessing.input_shape != prep.input_shape]
+    if others:
+        raise ParameterError(f"train and validation datasets make inputs of different shapes "
+                             f"{prep.input_shape} and {others[0].input_shape}; build them with one "
+                             "preprocessing")
+    network = model.network if isinstance(model, Detector) else model
+    try:
+        x = first.feature(0) if callable(getattr(first, "feature", None)) else first[0]["X"]
+    except Exception:  # an unreadable first clip is reported (and skipped) by the loop
+        return prep
+    x = {k: v[None] for k, v in x.items()} if isinstance(x, dict) else x[None]
+    was_training = network.training
+    try:
+        network.eval()
+        with torch.no_grad():
+            network(x)
+    except Exception as exc:
+        hint = (f"; the model's own preprocessing makes inputs of shape {own.input_shape}: build the "
+                "datasets with preprocessing=<that> or without preprocessing arguments"
+                if own is not None else "")
+        raise ParameterError(
+            f"the model ({type(network).__name__}) cannot take the datasets' inputs of shape "
+            f"{_input_shape(x)[1:] if not isinstance(x, dict) else _input_shape(x)} "
+            f"(feature {prep.feature!r}){hint} ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+        ) from exc
+    finally:
+        network.train(was_training)
+    return prep
+
+
 def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, epochs, batch_size,
            num_workers, log_every, scheduler, device, seed, progress_bar, print_logging,
-           recipe: Recipe = Recipe()) -> _Run:
+           recipe: Recipe = Recipe(), test_dataset=None, metadata=None) -> _Run:
     device = torch.device(device) if device is not None else torch.device(
         "cuda" if torch.cuda.is_available() else "cpu")
     settings = default_loader_settings(device)  # defaults chosen from the machine
@@ -176,8 +236,7 @@ def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, ep
         )
     if valid_dataset is None or len(valid_dataset) == 0 or len(train_dataset) == 0:
         raise ParameterError("train_dataset and valid_dataset must both hold at least one clip")
-    preprocessing = getattr(train_dataset, "preprocessing", None)
-    if not isinstance(preprocessing, Preprocessing):
+    if not isinstance(getattr(train_dataset, "preprocessing", None), Preprocessing):
         raise ParameterError(
             f"train_dataset ({type(train_dataset).__name__}) has no .preprocessing; the model file "
             "needs it to prepare audio at prediction time (use a soundscape dataset)"
@@ -200,6 +259,7 @@ def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, ep
             )
     else:
         raise ParameterError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    preprocessing = _model_preprocessing(model, arch, kwargs, [train_dataset, valid_dataset, test_dataset])
     if seed is not None:
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
@@ -209,6 +269,8 @@ def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, ep
     run = _Run(network, arch, kwargs, classes, label_dict, bool(multi), preprocessing, optimizer,
                scheduler, loss_fn, device, Path(save_dir), int(epochs), int(log_every), progress,
                print_logging)
+    run.metadata = dict(metadata or {})
+    run.batchnorm_1d = any(isinstance(m, torch.nn.BatchNorm1d) for m in network.modules())
     run.save_dir.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator()
     if seed is not None:
@@ -223,6 +285,8 @@ def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, ep
              else dict(shuffle=True, generator=generator))
     run.train_loader = DataLoader(_SafeDataset(train_dataset), **order, **common)
     run.valid_loader = DataLoader(_SafeDataset(valid_dataset), shuffle=False, **common)
+    if test_dataset is not None and len(test_dataset):
+        run.test_loader = DataLoader(_SafeDataset(test_dataset), shuffle=False, **common)
     _apply_recipe(run, recipe, train_dataset, seed)
     return run
 
@@ -249,9 +313,20 @@ def _note_failures(run: _Run, failed: list[_Failed]) -> None:
             logger.warning("skipping %s: %s", f.where, f.error)
 
 
+def _to_device(x, device):
+    if isinstance(x, dict):
+        return {k: v.to(device, non_blocking=True) for k, v in x.items()}
+    return x.to(device, non_blocking=True)
+
+
+def _batch_len(batch: dict) -> int:
+    x = batch["X"]
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
 def _forward(run: _Run, batch: dict, training: bool = False
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    x = batch["X"].to(run.device, non_blocking=True)
+    x = _to_device(batch["X"], run.device)
     if "y" not in batch:
         raise ParameterError(
             "dataset items have no 'y': create the dataset with label_column= to train"
@@ -293,8 +368,8 @@ def _run_epoch(run: _Run, epoch: int) -> dict:
                        len(run.train_loader))
     for b, (batch, failed) in enumerate(loader):
         _note_failures(run, failed)
-        if batch is None:
-            continue
+        if batch is None or (_batch_len(batch) < 2 and run.batchnorm_1d):
+            continue  # (1-d batch norm cannot train on a single example)
         run.optimizer.zero_grad(set_to_none=True)
         logits, y, loss = _forward(run, batch, training=True)
         if not torch.isfinite(loss):
@@ -468,6 +543,7 @@ def _resume(run: _Run, resume_from: str | Path) -> None:
 def _history_frame(run: _Run) -> pd.DataFrame:
     frame = pd.DataFrame(run.history)
     frame.attrs.update(classes=list(run.classes), skipped_files=list(run.skipped),
+                       skipped_errors=dict(run.skipped),
                        best_epoch=run.best_epoch, save_dir=str(run.save_dir),
                        best_model=str(run.save_dir / BEST_MODEL), stopped_early=run.stopped_early)
     return frame
@@ -499,6 +575,8 @@ def train(
     early_stopping: int | None = None,
     monitor: str = "valid_macro_f1",
     restore_best: bool | None = None,
+    test_dataset: Dataset | None = None,
+    metadata: dict | None = None,
 ) -> pd.DataFrame:
     """Train `model` and keep the best one by validation macro F1.
 
@@ -542,13 +620,20 @@ def train(
         Recipe options, all off by default; see `soundscape.recipes.Recipe`. E.g.
         ``lr_schedule="one_cycle", mixup_alpha=0.2, early_stopping=10``. `lr_schedule`
         steps every batch and replaces `scheduler`; `monitor` also picks ``best.model``.
+    test_dataset : Dataset, optional
+        Also evaluated every epoch (``test_*`` columns; not printed, never used to pick
+        the best model).
+    metadata : dict, optional
+        Saved with every model file of the run (e.g. the config workflow's metadata).
 
     Returns
     -------
     DataFrame
         One row per epoch: ``epoch``, ``train_loss``, ``train_accuracy``,
         ``train_precision`` ... ``valid_f1`` (per-class metrics are numpy arrays). ``attrs``
-        holds ``classes``, ``skipped_files``, ``best_epoch``, ``best_model``.
+        holds ``classes``, ``skipped_files``, ``best_epoch`` and ``best_model`` (the path of
+        ``best.model``, which `soundscape.load_model` reads). The trained network itself
+        is also accepted by `predict` / `predict_recordings` afterwards.
 
     Raises
     ------
@@ -559,7 +644,7 @@ def train(
                     early_stopping, monitor, restore_best)
     run = _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, epochs,
                  batch_size, num_workers, log_every, scheduler, device, seed, progress_bar,
-                 print_logging, recipe)
+                 print_logging, recipe, test_dataset, metadata)
     if resume_from is not None:
         _resume(run, resume_from)
     for epoch in range(run.start_epoch, run.epochs):
@@ -569,9 +654,14 @@ def train(
         record = {"epoch": epoch}
         record.update({f"train_{k}": v for k, v in train_out.items()})
         record.update({f"valid_{k}": v for k, v in valid_out.items()})
+        if run.test_loader is not None:
+            record.update({f"test_{k}": v for k, v in _evaluate(run, run.test_loader, "test").items()})
         record["lr"] = float(run.optimizer.param_groups[0]["lr"])
         record["seconds"] = time.perf_counter() - started
         run.history.append(record)
+        logger.info("epoch %d/%d: %s", epoch + 1, run.epochs, ", ".join(
+            f"{split} loss {record[f'{split}_loss']:.4f} acc {record.get(f'{split}_accuracy', float('nan')):.3f}"
+            for split in ("train", "valid", "test") if f"{split}_loss" in record))
         if run.print_logging:
             _print_epoch(run, record)
         if run.scheduler is not None and recipe.lr_schedule is None:
@@ -594,4 +684,12 @@ def train(
     if run.print_logging and run.best_epoch is not None:
         best = run.save_dir / BEST_MODEL
         print(f"Training complete. Best model: epoch {run.best_epoch}, saved to {best}", flush=True)
+    attach_detector(run.network, run.detector(_metadata(run, run.history[-1]) if run.history else {}))
     return _history_frame(run)
+
+
+def attach_detector(network: torch.nn.Module, detector: Detector) -> None:
+    """Remember on a trained network what makes it a Detector (so `predict(network, ...)` works)."""
+    object.__setattr__(network, "_soundscape_detector",
+                       (detector.architecture, detector.classes, detector.multi_target,
+                        detector.preprocessing, detector.architecture_kwargs, detector.metadata))

@@ -1,21 +1,22 @@
 """Model inputs of the sliding windows of a long recording, computed chunk by chunk.
 
-A recording is read in chunks of about `chunk_duration` seconds. Each chunk is
-resampled to the model's rate (with enough context at its edges that the samples equal
-those of resampling the whole file, see `ChunkReader`), its spectrogram is computed once
-with `Preprocessing.spectrogram_batch` (in blocks of `STFT_BLOCK_FRAMES` frames, which
-keeps the STFT's float64 temporaries small and changes nothing, frames being
-independent), and the image of every window that fits in the chunk is cut from the
-chunk's spectrogram frames and finished with `features.db_to_image`. The next chunk
-starts at the first window that did not fit, so windows spanning chunk edges are
-complete. Memory depends on the chunk and group sizes, not on the recording's length.
+This works for every `Preprocessing` feature. A recording is read in chunks of about
+`chunk_duration` seconds. Each chunk is resampled to the model's rate (with enough context
+at its edges that the samples equal those of resampling the whole file, see
+`ChunkReader`), its frames are computed once with `Preprocessing.frames` (in blocks of
+`STFT_BLOCK_FRAMES` frames, which keeps the STFT's temporaries small and changes nothing,
+frames being independent), and the input of every window that fits in the chunk is cut
+from the chunk's frames and finished with `Preprocessing.finish` (image, normalisation).
+The next chunk starts at the first window that did not fit, so windows spanning chunk
+edges are complete. Memory depends on the chunk and group sizes, not on the recording's
+length.
 
-Frame alignment: the STFT frames of the recording start every `hop` samples from the
-start of the file. A window whose start is not a multiple of the hop uses the frames
-from the nearest frame boundary, so its image may be shifted by up to half a hop
-(128 samples, 4 ms at 32 kHz, with the default 256-sample hop) compared with
-`Preprocessing.image_reference` of the clip read on its own. Windows that do not fit in
-the recording (a padded or extended final clip) are computed clip by clip, exactly.
+Frame alignment: the frames of the recording start every `hop` samples from the start of
+the file. A window whose start is not a multiple of the hop uses the frames from the
+nearest frame boundary, so its input may be shifted by up to half a hop (128 samples,
+4 ms at 32 kHz, with the default 256-sample hop) compared with the clip read on its own
+(the waveform feature has a one-sample hop: exact). Windows that do not fit in the
+recording (a padded or extended final clip) are computed clip by clip, exactly.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ import soundfile
 import torch
 from scipy import signal
 
-from .. import features
 from ..audio import Audio, audio_info, clip_times
 from ..errors import AudioFileError, ParameterError
 from ..preprocessing import Preprocessing
@@ -76,9 +76,8 @@ class WindowPlan:
 
 
 def frame_geometry(preprocessing: Preprocessing) -> tuple[int, int, int]:
-    """(window_samples, hop, frames per clip) of a preprocessing with a clip duration."""
-    win = preprocessing.window_samples
-    hop = win - preprocessing.overlap_samples
+    """(samples per frame, hop, frames per clip) of a preprocessing with a clip duration."""
+    win, hop = preprocessing.frame_grid
     n = preprocessing.clip_samples
     if n is None:
         raise ParameterError("a clip duration is needed to slide windows over a recording")
@@ -87,7 +86,7 @@ def frame_geometry(preprocessing: Preprocessing) -> tuple[int, int, int]:
             f"clip_duration {preprocessing.clip_duration} s ({n} samples) is shorter than the "
             f"STFT window ({win} samples)"
         )
-    return win, hop, 1 + (n - win) // hop
+    return win, hop, preprocessing.frames_of(n)
 
 
 def resampled_length(frames: int, file_rate: int, rate: int) -> int:
@@ -115,7 +114,7 @@ def plan_windows(
     duration = info.frames / info.samplerate
     starts, ends = clip_times(duration, preprocessing.clip_duration, clip_overlap, final_clip)
     n_samples = resampled_length(info.frames, info.samplerate, rate)
-    total_frames = 1 + (n_samples - win) // hop if n_samples >= win else 0
+    total_frames = preprocessing.frames_of(n_samples)
     first = np.floor(starts * rate / hop + 0.5).astype(np.int64)
     inside = (first + n_frames <= total_frames) & (ends <= duration + 0.5 / info.samplerate)
     return WindowPlan(str(path), starts, ends, first, inside, int(info.samplerate),
@@ -183,15 +182,15 @@ class ChunkReader:
         return out.astype(np.float32, copy=False)
 
 
-def _clip_images(plan: WindowPlan, preprocessing: Preprocessing, idx: np.ndarray) -> torch.Tensor:
-    """Images of windows that do not fit in the recording, one clip at a time (exact)."""
+def _clip_inputs(plan: WindowPlan, preprocessing: Preprocessing, idx: np.ndarray) -> torch.Tensor:
+    """Inputs of windows that do not fit in the recording, one clip at a time (exact)."""
     images = []
     for i in idx:
         start, end = float(plan.starts[i]), float(plan.ends[i])
         length = min(end, plan.file_frames / plan.file_rate) - start
         audio = Audio.from_file(plan.path, sample_rate=preprocessing.sample_rate, offset=start,
                                 duration=max(length, 1.0 / plan.file_rate))
-        images.append(preprocessing.image(audio))
+        images.append(preprocessing.feature_of(audio))
     return torch.stack(images)
 
 
@@ -200,38 +199,39 @@ def _clip_images(plan: WindowPlan, preprocessing: Preprocessing, idx: np.ndarray
 STFT_BLOCK_FRAMES = 1024
 
 
-def _chunk_spectrogram(preprocessing: Preprocessing, wave: torch.Tensor, n_frames: int) -> torch.Tensor:
-    """dB spectrogram (freqs, n_frames) of a chunk's samples, computed block by block.
+def _chunk_frames(preprocessing: Preprocessing, wave: torch.Tensor, n_frames: int) -> torch.Tensor:
+    """Frames (bins, n_frames) of a chunk's samples, computed block by block.
 
-    STFT frames are independent, so the blocks put together equal one call on the chunk.
+    Frames are independent, so the blocks put together equal one call on the chunk.
     """
-    win = preprocessing.window_samples
-    hop = win - preprocessing.overlap_samples
+    if preprocessing.feature == "waveform":
+        return preprocessing.frames(wave[None, :n_frames])[0]
+    win, hop = preprocessing.frame_grid
     out = None
     for f0 in range(0, n_frames, STFT_BLOCK_FRAMES):
         f1 = min(f0 + STFT_BLOCK_FRAMES, n_frames)
-        part = preprocessing.spectrogram_batch(wave[None, f0 * hop:(f1 - 1) * hop + win])[0]
+        part = preprocessing.frames(wave[None, f0 * hop:(f1 - 1) * hop + win])[0]
         if out is None:
             out = torch.empty((part.shape[0], n_frames), dtype=part.dtype)
         out[:, f0:f1] = part
     return out
 
 
-def window_images(
+def window_inputs(
     plan: WindowPlan,
     preprocessing: Preprocessing,
     chunk_duration: float = 60.0,
     group_size: int = 32,
     stats: dict | None = None,
 ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-    """Yield `(window indices, images (n, channels, H, W))` for every window of `plan`.
+    """Yield `(window indices, model inputs (n, *input_shape))` for every window of `plan`.
 
     Groups hold at most `group_size` windows. `stats["max_chunk_samples"]` (if a dict
     is given) records the longest chunk read, at the model's rate.
     """
     win, hop, n_frames = frame_geometry(preprocessing)
     chunk_frames = max(n_frames + 1, int(chunk_duration * preprocessing.sample_rate / hop))
-    total_frames = 1 + (plan.n_samples - win) // hop if plan.n_samples >= win else 0
+    total_frames = preprocessing.frames_of(plan.n_samples)
     idx_in = np.flatnonzero(plan.inside)
     first = plan.first_frame[idx_in]
     order = np.argsort(first, kind="stable")
@@ -246,22 +246,19 @@ def window_images(
                 s0, s1 = a * hop, (b - 1) * hop + win
                 if stats is not None:
                     stats["max_chunk_samples"] = max(stats.get("max_chunk_samples", 0), s1 - s0)
-                db = _chunk_spectrogram(preprocessing, torch.from_numpy(reader.read(s0, s1)), b - a)
+                db = _chunk_frames(preprocessing, torch.from_numpy(reader.read(s0, s1)), b - a)
                 frames = db.unfold(1, n_frames, 1)  # view: (freqs, starts, n_frames)
                 for g in range(pos, stop, group_size):
                     sel = slice(g, min(g + group_size, stop))
                     offsets = torch.from_numpy(first[sel] - a)
                     segs = frames[:, offsets].permute(1, 0, 2)
-                    yield idx_in[sel], features.db_to_image(
-                        segs, preprocessing.decibel_limits, preprocessing.height,
-                        preprocessing.width, preprocessing.channels,
-                    )
+                    yield idx_in[sel], preprocessing.finish(segs)
                 del db, frames
                 pos = stop
     idx_out = np.flatnonzero(~plan.inside)
     for g in range(0, len(idx_out), group_size):
         sel = idx_out[g:g + group_size]
-        yield sel, _clip_images(plan, preprocessing, sel)
+        yield sel, _clip_inputs(plan, preprocessing, sel)
 
 
 def find_audio_files(files) -> list[str]:

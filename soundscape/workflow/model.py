@@ -1,14 +1,16 @@
 """The config-driven network and its model files.
 
-:class:`ConfigModel` holds a front end and an encoder per audio input, embeddings for category
-inputs, and the :class:`~soundscape.torch.encoders.Combiner`. It is registered as the
-``"config_model"`` architecture, whose keyword arguments (the full config and the training-set
-metadata) rebuild it, so :func:`soundscape.model_file.load_model` reads its model files like
-any other (once this module has been imported, which ``import soundscape.workflow`` does).
+:class:`ConfigModel` holds the encoder of the (one) audio input, embeddings for category
+inputs, and the :class:`~soundscape.torch.encoders.Combiner`. Like every other network it
+takes the model inputs that its `Preprocessing` makes (``fbank`` frames, images, ...), not
+waveforms: the preprocessing travels in the model file and the predictor applies it. It is
+registered as the ``"config_model"`` architecture, whose keyword arguments (the full config
+and the training-set metadata) rebuild it, so :func:`soundscape.model_file.load_model`
+reads its model files like any other.
 
-Its input is a dict ``{feature name: tensor}``: fitted waveforms ``(batch, samples)`` for audio
-inputs, raw encoded values for the others (see :func:`soundscape.workflow.encoding.encode_inputs`).
-A model with a single audio input and nothing else also takes the waveform tensor itself.
+Its input is the audio feature tensor itself, or, for a model with category / number
+inputs too, a dict ``{"audio": features, "__categories__": codes, "__scalars__": values}``
+(the audio entry may also be keyed by the feature's name, the others by their names).
 """
 
 from __future__ import annotations
@@ -21,20 +23,37 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ModelFileError, ParameterError
-from ..frontends import FrontEnd
+from ..errors import ConfigError, ModelFileError, ParameterError
 from ..model_file import Detector, load_model
+from ..preprocessing import Preprocessing
 from ..torch.encoders import Combiner, build_encoder
 from ..torch.models import register
 from .encoding import class_names
+from .features import preprocessing_from_config
 
 __all__ = ["ConfigModel", "ARCHITECTURE", "make_detector", "load_detector", "MODEL_FILE",
-           "METADATA_FILE", "HYPERPARAMETERS_FILE"]
+           "METADATA_FILE", "HYPERPARAMETERS_FILE", "config_preprocessing"]
 
 ARCHITECTURE = "config_model"
 MODEL_FILE = "model.pt"
 METADATA_FILE = "training_set_metadata.json"
 HYPERPARAMETERS_FILE = "model_hyperparameters.json"
+AUDIO_KEY = "audio"
+
+
+def _audio_feature(config: dict) -> dict:
+    audio = [f for f in config["input_features"] if f["type"] == "audio"]
+    if len(audio) != 1:
+        raise ConfigError(
+            f"input_features: a soundscape model takes exactly one audio input, the config has "
+            f"{len(audio)} ({[f['name'] for f in audio]})"
+        )
+    return audio[0]
+
+
+def config_preprocessing(config: dict) -> Preprocessing:
+    """The `Preprocessing` of a config's audio input."""
+    return preprocessing_from_config(_audio_feature(config)["preprocessing"])
 
 
 class ConfigModel(nn.Module):
@@ -50,76 +69,56 @@ class ConfigModel(nn.Module):
         Output logits (classes, or 1 for a binary output).
     """
 
+    architecture_name = ARCHITECTURE
+
     def __init__(self, config: dict, metadata: dict, num_classes: int):
         super().__init__()
         self.config = config
         self.metadata = metadata
+        self.init_kwargs = {"config": config, "metadata": metadata}
         inputs = config["input_features"]
-        self.audio_names = [f["name"] for f in inputs if f["type"] == "audio"]
+        audio = _audio_feature(config)
+        self.audio_name = audio["name"]
         self.category_names = [f["name"] for f in inputs if f["type"] == "category"]
         self.scalar_names = [f["name"] for f in inputs if f["type"] in ("number", "binary")]
-        self.frontends = nn.ModuleList()
-        self.encoders = nn.ModuleList()
-        for feat in inputs:
-            if feat["type"] == "audio":
-                fe = FrontEnd.from_config(feat["preprocessing"])
-                self.frontends.append(fe)
-                self.encoders.append(build_encoder(feat["encoder"], fe.output_shape))
+        self.preprocessing = preprocessing_from_config(audio["preprocessing"])
+        self.encoders = nn.ModuleList([build_encoder(audio["encoder"], self.preprocessing.input_shape)])
         embedding = {f["name"]: f["embedding_size"] for f in inputs if f["type"] == "category"}
         self.combiner = Combiner(
-            [e.output_size for e in self.encoders],
+            [self.encoders[0].output_size],
             [(metadata[n]["vocab_size"], embedding[n]) for n in self.category_names],
             len(self.scalar_names),
             int(num_classes),
         )
 
     @property
-    def frontend_by_name(self) -> dict[str, FrontEnd]:
-        return dict(zip(self.audio_names, self.frontends))
+    def extra_inputs(self) -> list[str]:
+        """Names of the inputs besides audio (category and number features)."""
+        return self.category_names + self.scalar_names
 
-    def _as_dict(self, inputs: Any) -> dict:
+    def forward(self, inputs: Any) -> torch.Tensor:
+        """Logits from the audio features (and the other inputs, in a dict)."""
         if isinstance(inputs, torch.Tensor):
-            if len(self.audio_names) != 1 or self.category_names or self.scalar_names:
+            if self.extra_inputs:
                 raise ParameterError(
-                    "this model has several inputs; pass a dict {feature name: tensor} with "
-                    f"{self.audio_names + self.category_names + self.scalar_names}"
+                    f"this model also takes the inputs {self.extra_inputs}; pass a dict "
+                    f"{{'audio': features, {', '.join(repr(n) + ': ...' for n in self.extra_inputs)}}}"
                 )
-            return {self.audio_names[0]: inputs}
-        return dict(inputs)
-
-    def featurize(self, inputs: Any) -> dict:
-        """Replace each audio waveform tensor of ``inputs`` by its front-end features.
-
-        For a ``spectrogram_image`` front end, a 4-D tensor is taken to be the images already
-        (so the image pipeline of :func:`soundscape.torch.predict.predict_recordings` works).
-        """
-        inputs = self._as_dict(inputs)
-        for name, fe in zip(self.audio_names, self.frontends):
-            x = inputs[name]
-            if not (fe.type == "spectrogram_image" and x.ndim == 4):
-                inputs[name] = fe(x)
-        return inputs
-
-    def forward_features(self, inputs: dict) -> torch.Tensor:
-        """Logits from inputs whose audio entries are already front-end features."""
-        missing = [n for n in self.audio_names if n not in inputs]
-        if missing:
-            raise ParameterError(f"missing model input(s) {missing}")
-        audio = [enc(inputs[n]) for n, enc in zip(self.audio_names, self.encoders)]
+            return self.combiner([self.encoders[0](inputs)], None, None)
+        inputs = dict(inputs)
+        x = inputs.get(AUDIO_KEY, inputs.get(self.audio_name))
+        if x is None:
+            raise ParameterError(f"missing model input {AUDIO_KEY!r} (the audio features)")
         cats = nums = None
         if self.category_names:
             cats = inputs.get("__categories__")
             if cats is None:
-                cats = torch.stack([inputs[n].long() for n in self.category_names], dim=1)
+                cats = torch.stack([torch.as_tensor(inputs[n]).long().reshape(-1) for n in self.category_names], 1)
         if self.scalar_names:
             nums = inputs.get("__scalars__")
             if nums is None:
-                nums = torch.stack([inputs[n].float() for n in self.scalar_names], dim=1)
-        return self.combiner(audio, cats, nums)
-
-    def forward(self, inputs: Any) -> torch.Tensor:
-        """Logits from waveforms (and other inputs)."""
-        return self.forward_features(self.featurize(inputs))
+                nums = torch.stack([torch.as_tensor(inputs[n]).float().reshape(-1) for n in self.scalar_names], 1)
+        return self.combiner([self.encoders[0](x)], cats, nums)
 
 
 @register(ARCHITECTURE)
@@ -138,7 +137,7 @@ def make_detector(network: ConfigModel, extra_metadata: dict | None = None) -> D
         ARCHITECTURE,
         classes,
         multi_target=out["type"] != "category",
-        preprocessing=network.frontends[0].preprocessing,
+        preprocessing=network.preprocessing,
         architecture_kwargs={"config": config, "metadata": meta},
         metadata={"output_feature": out["name"], "output_type": out["type"], **(extra_metadata or {})},
     )
@@ -176,18 +175,11 @@ def model_file_path(model_path: str | os.PathLike) -> Path:
 
 
 def load_detector(model_path: str | os.PathLike) -> Detector:
-    """Load a config-driven model from its folder (``results/<run>/model``) or file.
+    """Load any soundscape model from a run or model folder (``results/<run>/model``) or file.
 
-    Raises ModelFileError when the file holds another kind of model.
+    Models of both doors load: a config run's ``model.pt``, or a classic ``best.model``.
     """
-    path = model_file_path(model_path)
-    detector = load_model(path)
-    if detector.architecture != ARCHITECTURE:
-        raise ModelFileError(
-            f"{path}: holds a {detector.architecture!r} model, not a config-driven model "
-            "(train one with `soundscape train --config ...`)"
-        )
-    return detector
+    return load_model(model_file_path(model_path))
 
 
 def read_metadata(model_path: str | os.PathLike) -> dict:

@@ -1,19 +1,20 @@
 """`train`: config + table -> a run folder with the model, statistics and description.
 
-The table is split as ``split:`` says, the training split's statistics and the whole table's
-output vocabulary become the training-set metadata, every split's audio is loaded and
-featurised once, and the network is trained for ``trainer.epochs`` (stopping after
-``trainer.early_stop`` epochs without a lower validation loss, keeping the best weights).
-The recipe keys ``trainer.lr_schedule`` / ``warmup_epochs`` / ``label_smoothing`` /
-``mixup_alpha`` / ``class_balance`` switch on the pieces of `soundscape.recipes`.
-The test split is evaluated with the best weights at the end.
+The declarative door over the one engine: the table is split as ``split:`` says, the
+training split's statistics and the whole table's output vocabulary become the training-set
+metadata, each split becomes a soundscape dataset (`soundscape.workflow.tables`), and
+`soundscape.torch.train.train` (the one training loop: cache, augmentation, recipes,
+checkpoints, ``resume_from``, early stopping, best model by validation macro F1) trains the
+network. The run folder keeps Ludwig's layout (``model/``, ``training_statistics.json``,
+``test_statistics.json``, ``metrics.csv``, ``description.json``), written from the loop's
+history; the loop's own files (``best.model``, ``epoch-N.tar``) are in ``checkpoints/``.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,23 +23,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from ..config import Config, load_config
-from ..errors import AnnotationError, TrainingError
+from ..errors import AnnotationError
 from ..model_file import Detector
-from ..recipes import Recipe, lr_schedule, mixup_weights, sample_weights
-from .batches import Prepared, batches, loss_and_probabilities, prepare, run
+from ..torch.train import train as train_loop
 from .data import SPLITS, Table, check_columns, read_table, required_columns, split_table
 from .encoding import build_metadata, class_names
-from .evaluation import compute_statistics, epoch_metrics
 from .model import ConfigModel, make_detector, save_model_dir
 from .runs import run_directory, versions, write_json
+from .tables import config_dataset, output_info, split_statistics
 
-__all__ = ["TrainResults", "train", "resolve_device"]
+__all__ = ["TrainResults", "train", "resolve_device", "CHECKPOINTS"]
 
 log = logging.getLogger("soundscape.workflow")
 _EPOCH_METRICS = ("loss", "accuracy", "macro_precision", "macro_recall", "macro_f1")
+_HISTORY_SPLITS = {"training": "train", "validation": "valid", "test": "test"}
+#: the training loop's folder inside a run folder (best.model, epoch-N.tar, its metrics)
+CHECKPOINTS = "checkpoints"
 
 
 @dataclass
@@ -121,6 +123,7 @@ def train(
     data_root: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
+    resume_from: str | os.PathLike | None = None,
 ) -> TrainResults:
     """Train the model a config describes.
 
@@ -140,6 +143,9 @@ def train(
         ``"cpu"``, ``"cuda"``...; default: CUDA when available.
     progress : bool
         Show tqdm progress bars on stderr.
+    resume_from : path, optional
+        An interrupted run folder (or its ``checkpoints/`` folder or one ``epoch-N.tar``):
+        training continues from the last checkpoint and the results go into that run folder.
 
     Returns
     -------
@@ -153,43 +159,70 @@ def train(
     table, parts = _tables(dataset, training_set, validation_set, test_set, conf, base_dir, data_root)
     full = pd.concat([parts[s] for s in SPLITS])
     metadata = build_metadata(conf, full, parts["training"], table.source)
+    classes = class_names(metadata, conf)
     torch.manual_seed(trainer["seed"])
-    network = ConfigModel(conf, metadata, len(class_names(metadata, conf)))
-    for name, fe in network.frontend_by_name.items():
-        metadata[name] = {"type": "audio", "preprocessing": fe.config(),
-                          "feature_shape": list(fe.output_shape), "num_samples": fe.num_samples}
-    prepared: dict[str, Prepared] = {}
+    network = ConfigModel(conf, metadata, len(classes))
+    prep = network.preprocessing
+    metadata[network.audio_name] = {"type": "audio", "preprocessing": prep.to_dict(),
+                                    "feature_shape": list(prep.input_shape),
+                                    "num_samples": prep.clip_samples}
+    out_name, out_meta = output_info(conf, metadata)
+    data = {}
     for split in SPLITS:
         if len(parts[split]):
-            prepared[split] = prepare(network, table, parts[split], device=device,
-                                      progress=progress, desc=f"{split} audio")
-    if "training" not in prepared or not len(prepared["training"]):
+            data[split] = config_dataset(conf, metadata, prep, table, parts[split],
+                                         desc=f"{split} audio", augmentations=_augmentations(trainer)
+                                         if split == "training" else None)
+    if "training" not in data or data["training"].dataset is None:
         raise AnnotationError(f"{table.source}: no training rows with readable audio")
-    network.to(device)
-    stats, best = _fit(network, prepared, trainer, device, progress)
-    network.load_state_dict(best["state"])
-    network.eval()
-    out_name = conf["output_features"][0]["name"]
-    test_stats = None
-    if "test" in prepared and len(prepared["test"]):
-        loss, probs = run(network, prepared["test"], trainer["batch_size"], device)
-        test_stats = {out_name: compute_statistics(metadata[out_name], prepared["test"].targets.numpy(),
-                                                   probs, loss), "combined": {"loss": loss}}
-    network.cpu()
-    summary = {"epochs_run": best["epochs_run"], "best_epoch": best["epoch"],
-               "stopped_early": best["stopped_early"], "seconds": round(time.time() - started, 2)}
+    usable = {s: d for s, d in data.items() if d.dataset is not None}
+    run_dir = None
+    if resume_from is not None:
+        run_dir = _run_of(Path(resume_from))
+    elif output_directory is not None:
+        run_dir = run_directory(output_directory, experiment_name)
+    scratch = tempfile.TemporaryDirectory(prefix="soundscape-run-") if run_dir is None else None
+    save_dir = (run_dir or Path(scratch.name)) / CHECKPOINTS
+    valid = usable.get("validation", usable["training"])
+    if "validation" not in usable:
+        log.info("no validation split: the best epoch is chosen on the training split")
+    multi = out_meta["type"] != "category"
+    loss_fn = torch.nn.BCEWithLogitsLoss() if multi else torch.nn.CrossEntropyLoss()
+    history = train_loop(
+        save_dir, network, usable["training"].dataset, valid.dataset,
+        _optimizer(trainer["optimizer"], network.parameters(), trainer["learning_rate"],
+                   trainer["weight_decay"]),
+        loss_fn, epochs=trainer["epochs"], batch_size=trainer["batch_size"], num_workers=0,
+        log_every=1, device=device, seed=trainer["seed"],
+        resume_from=None if resume_from is None else _checkpoints_of(Path(resume_from)),
+        progress_bar=progress, print_logging=False, lr_schedule=trainer["lr_schedule"],
+        warmup_epochs=trainer["warmup_epochs"], label_smoothing=trainer["label_smoothing"],
+        mixup_alpha=trainer["mixup_alpha"], class_balance=trainer["class_balance"],
+        early_stopping=trainer["early_stop"], restore_best=True,
+        test_dataset=usable["test"].dataset if "test" in usable else None,
+        metadata={"output_feature": out_name, "output_type": out_meta["type"]})
+    network.eval().cpu()
+    best = int(history.attrs["best_epoch"] if history.attrs["best_epoch"] is not None else len(history) - 1)
+    summary = {"epochs_run": int(len(history)), "best_epoch": best + 1,
+               "stopped_early": bool(history.attrs["stopped_early"]),
+               "seconds": round(time.time() - started, 2)}
+    stats = _ludwig_statistics(history, out_name, usable)
     stats["summary"] = summary
     detector = make_detector(network, {"training": summary})
-    run_dir = model_dir = None
-    if output_directory is not None:
-        run_dir = run_directory(output_directory, experiment_name)
+    test_stats = None
+    if "test" in usable:
+        s, _ = split_statistics(detector, usable["test"], out_meta, trainer["batch_size"])
+        test_stats = {out_name: s, "combined": {"loss": s["loss"]}}
+    model_dir = None
+    if run_dir is not None:
         model_dir = save_model_dir(detector, run_dir / "model")
         write_json(stats, run_dir / "training_statistics.json")
         if test_stats is not None:
             write_json(test_stats, run_dir / "test_statistics.json")
         _metrics_csv(stats, out_name).to_csv(run_dir / "metrics.csv", index=False)
+        _errors_csv(data, history, run_dir / "errors.csv")
         write_json({
-            "experiment_name": experiment_name,
+            "experiment_name": experiment_name if resume_from is None else run_dir.name,
             "run_directory": run_dir.resolve(),
             "dataset": table.source,
             "config": conf,
@@ -197,141 +230,69 @@ def train(
             "device": str(device),
             "data_set_size": {
                 "rows": int(len(full)),
-                **{s: int(len(prepared[s])) if s in prepared else 0 for s in SPLITS},
-                "skipped_unreadable_audio": {s: prepared[s].skipped for s in prepared},
+                **{s: int(len(data[s])) if s in data else 0 for s in SPLITS},
+                "skipped_unreadable_audio": {s: data[s].skipped for s in data},
             },
             "training": summary,
             "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
         }, run_dir / "description.json")
         log.info("saved the run to %s", run_dir)
+    if scratch is not None:
+        scratch.cleanup()
     return TrainResults(run_dir, model_dir, stats, test_stats, detector, metadata)
 
 
-def _label_matrix(out_type: str, targets: torch.Tensor) -> np.ndarray:
-    """Targets as class indices (category) or a 0/1 matrix (binary, set), for balancing."""
-    y = targets.numpy()
-    return y.astype(np.int64) if out_type == "category" else y.reshape(len(y), -1)
+def _augmentations(trainer: dict) -> dict:
+    """Dataset augmentation arguments of the trainer's ``augmentation`` keys (none by default)."""
+    aug = trainer.get("augmentation") or {}
+    return {k: v for k, v in aug.items() if v}
 
 
-def _recipe_loss(out_type: str, trainer: dict, targets: torch.Tensor, n_outputs: int, device):
-    """loss(logits, y) of the training batches with class weights and label smoothing."""
-    recipe = Recipe(label_smoothing=trainer["label_smoothing"],
-                    class_balance=trainer["class_balance"])
-    base = torch.nn.CrossEntropyLoss() if out_type == "category" else torch.nn.BCEWithLogitsLoss()
-    fn = recipe.training_loss(base, lambda: _label_matrix(out_type, targets), n_outputs,
-                              multi_target=out_type != "category")
-    if isinstance(fn, torch.nn.Module):
-        fn.to(device)
-
-    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if out_type == "category":
-            return fn(logits, y.long())
-        return fn(logits[:, 0] if out_type == "binary" else logits, y.float())
-
-    return loss
+def _checkpoints_of(path: Path) -> Path:
+    """The checkpoint (folder) to resume: a run folder's ``checkpoints/``, or `path` itself."""
+    return path / CHECKPOINTS if (path / CHECKPOINTS).is_dir() else path
 
 
-def _subset(data: Prepared, order: torch.Tensor) -> Prepared:
-    """The rows `order` of a prepared split (for class-balanced epochs)."""
-    pick = lambda t: None if t is None else t[order]  # noqa: E731
-    return Prepared(data.frame.iloc[order.numpy()], {k: v[order] for k, v in data.features.items()},
-                    pick(data.categories), pick(data.scalars), pick(data.targets), data.skipped)
+def _run_of(path: Path) -> Path:
+    """The run folder of a resume path (the run, its checkpoints folder, or a checkpoint)."""
+    if path.is_file():
+        path = path.parent
+    if path.name == CHECKPOINTS:
+        path = path.parent
+    if not (path / CHECKPOINTS).is_dir():
+        raise FileNotFoundError(f"resume_from: {path} is not a run folder of `soundscape train` "
+                                f"(no {CHECKPOINTS}/ folder in it)")
+    return path
 
 
-def _mix(inputs: dict, alpha: float, n: int, gen: torch.Generator):
-    """Mixup of every float input with one permutation and weight; (inputs, perm, lam)."""
-    perm, lam = mixup_weights(n, alpha, gen)
-    mixed = {}
-    for name, x in inputs.items():
-        if x.is_floating_point():
-            p = perm.to(x.device)
-            mixed[name] = x.mul(lam).add_(x[p], alpha=1.0 - lam)
-        else:  # category codes cannot be blended: each row keeps its own
-            mixed[name] = x
-    return mixed, perm, lam
+def _macro(value) -> float:
+    arr = np.asarray(value, dtype=float)
+    return float(np.nanmean(arr)) if arr.size and not np.all(np.isnan(arr)) else float("nan")
 
 
-def _fit(network: ConfigModel, prepared: dict, trainer: dict, device, progress: bool):
-    conf, meta = network.config, network.metadata
-    out = conf["output_features"][0]
-    out_meta, out_type = meta[out["name"]], out["type"]
-    opt = _optimizer(trainer["optimizer"], network.parameters(), trainer["learning_rate"],
-                     trainer["weight_decay"])
-    gen = torch.Generator().manual_seed(trainer["seed"])
-    train_data = prepared["training"]
-    loss_fn = _recipe_loss(out_type, trainer, train_data.targets, len(out_meta["idx2str"]), device)
-    balance = None
-    if trainer["class_balance"] == "sampler":
-        balance = torch.as_tensor(sample_weights(_label_matrix(out_type, train_data.targets)))
-    steps = -(-len(train_data) // trainer["batch_size"])
-    sched = (lr_schedule(opt, trainer["lr_schedule"], trainer["epochs"], steps,
-                         trainer["warmup_epochs"]) if trainer["lr_schedule"] else None)
-    alpha = trainer["mixup_alpha"]
-    stats = {s: {out["name"]: {m: [] for m in _EPOCH_METRICS}, "combined": {"loss": []}}
-             for s in prepared}
-    monitor = "validation" if "validation" in prepared else "training"
-    best = {"loss": float("inf"), "epoch": 0, "state": copy.deepcopy(network.state_dict()),
-            "stopped_early": False, "epochs_run": 0}
-    bar = tqdm(range(1, trainer["epochs"] + 1), desc="training", unit="epoch", disable=not progress)
-    for epoch in bar:
-        network.train()
-        total, probs, targets = 0.0, [], []
-        data, shuffle = train_data, True
-        if balance is not None:  # classes drawn evenly, with replacement
-            order = torch.multinomial(balance, len(balance), True, generator=gen)
-            data = _subset(train_data, order)
-            shuffle = False
-        for inputs, y in batches(data, trainer["batch_size"], device, shuffle, gen):
-            if len(y) < 2 and any(isinstance(m, torch.nn.BatchNorm1d) for m in network.modules()):
-                continue  # batch norm cannot train on a single example
-            if alpha > 0 and len(y) > 1:
-                inputs, perm, lam = _mix(inputs, alpha, len(y), gen)
-                logits = network.forward_features(inputs)
-                loss = lam * loss_fn(logits, y) + (1 - lam) * loss_fn(logits, y[perm.to(y.device)])
-            else:
-                logits = network.forward_features(inputs)
-                loss = loss_fn(logits, y)
-            p = loss_and_probabilities(out_type, logits, None)[1]
-            if not torch.isfinite(loss.detach()):
-                raise TrainingError(
-                    f"the training loss became {float(loss.detach())} at epoch {epoch}; lower "
-                    f"trainer.learning_rate (now {trainer['learning_rate']})"
-                )
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            total += float(loss.detach()) * len(y)
-            probs.append(p.detach().float().cpu())
-            targets.append(y.cpu())
-        n = sum(len(t) for t in targets)
-        epoch_stats = {"training": epoch_metrics(
-            out_meta, torch.cat(targets).numpy(), torch.cat(probs).numpy(), total / max(n, 1))}
-        for split in ("validation", "test"):
-            if split in prepared:
-                loss, p = run(network, prepared[split], trainer["batch_size"], device)
-                epoch_stats[split] = epoch_metrics(out_meta, prepared[split].targets.numpy(), p, loss)
-        for split, s in epoch_stats.items():
-            for m in _EPOCH_METRICS:
-                stats[split][out["name"]][m].append(s[m])
-            stats[split]["combined"]["loss"].append(s["loss"])
-        watched = epoch_stats[monitor]["loss"]
-        best["epochs_run"] = epoch
-        if watched < best["loss"]:
-            best.update(loss=watched, epoch=epoch, state=copy.deepcopy(network.state_dict()))
-        line = ", ".join(f"{s} loss {v['loss']:.4f} acc {v['accuracy']:.3f}" for s, v in epoch_stats.items())
-        log.info("epoch %d/%d: %s", epoch, trainer["epochs"], line)
-        bar.set_postfix(loss=f"{epoch_stats['training']['loss']:.3f}",
-                        **{f"{monitor[:3]}_loss": f"{watched:.3f}"})
-        patience = trainer["early_stop"]
-        if patience is not None and epoch - best["epoch"] >= patience:
-            best["stopped_early"] = True
-            log.info("early stop: no lower %s loss for %d epochs (best epoch %d)",
-                     monitor, patience, best["epoch"])
-            break
-    bar.close()
-    return stats, best
+def _ludwig_statistics(history: pd.DataFrame, out_name: str, usable: dict) -> dict:
+    """Ludwig's per-epoch statistics of each split, from the training loop's history."""
+    stats = {}
+    for split, prefix in _HISTORY_SPLITS.items():
+        if split not in usable or f"{prefix}_loss" not in history:
+            continue
+        rows = history.to_dict("records")
+        series = {"loss": [float(r[f"{prefix}_loss"]) for r in rows],
+                  "accuracy": [float(r.get(f"{prefix}_accuracy", np.nan)) for r in rows]}
+        for name in ("precision", "recall", "f1"):
+            series[f"macro_{name}"] = [_macro(r.get(f"{prefix}_{name}", np.nan)) for r in rows]
+        stats[split] = {out_name: {m: series[m] for m in _EPOCH_METRICS},
+                        "combined": {"loss": series["loss"]}}
+    return stats
+
+
+def _errors_csv(data: dict, history: pd.DataFrame, path: Path) -> None:
+    """``errors.csv``: every input row left out (unreadable audio), and clips the loop skipped."""
+    rows = [{"split": s, "row": r, "file": f, "error": e}
+            for s, d in data.items() for r, f, e in d.failures]
+    rows += [{"split": "", "row": "", "file": f, "error": e}
+             for f, e in (history.attrs.get("skipped_errors") or {}).items()]
+    pd.DataFrame(rows, columns=["split", "row", "file", "error"]).to_csv(path, index=False)
 
 
 def _metrics_csv(stats: dict, out_name: str) -> pd.DataFrame:

@@ -3,9 +3,11 @@ import pytest
 import soundfile as sf
 import torch
 
+from soundscape import dsp
+from soundscape.dsp import per_file_norm
 from soundscape.errors import ParameterError
-from soundscape.frontends import FrontEnd, per_file_norm
-from soundscape.preprocessing import Preprocessing
+from soundscape.preprocessing import FrontEnd, Preprocessing
+from soundscape.workflow.features import preprocessing_from_config
 
 SR = 8000
 
@@ -17,7 +19,7 @@ def tone(freq: float, seconds: float = 0.5, sr: int = SR) -> torch.Tensor:
 
 def fe(**kw) -> FrontEnd:
     base = {"sample_rate": SR, "audio_file_length_limit_in_s": 0.5, "norm": None}
-    return FrontEnd.from_config({**base, **kw})
+    return preprocessing_from_config({**base, **kw}).frontend()
 
 
 def test_shapes_of_every_feature_type():
@@ -36,7 +38,9 @@ def test_fbank_of_a_tone_peaks_in_the_band_of_its_frequency():
     f = fe(type="fbank", num_filter_bands=30)
     for freq in (400.0, 1500.0, 3000.0):
         energies = f(tone(freq))[0].mean(dim=0)  # (bands,)
-        centres = f.mel.argmax(dim=1).float() * SR / f.n_fft  # peak frequency of each filter
+        p = f.preprocessing
+        mel = dsp.mel_matrix(p.n_mels, p.fft_size, SR)
+        centres = mel.argmax(dim=1).float() * SR / p.fft_size  # peak frequency of each filter
         assert abs(float(centres[energies.argmax()]) - freq) < 150, freq
 
 
@@ -44,9 +48,9 @@ def test_stft_matches_numpy_reference():
     f = fe(type="stft", window_length_in_s=0.032, window_shift_in_s=0.016, window_type="hann")
     x = torch.randn(1, 4000)
     out = f(x)[0].numpy()
-    win = np.hanning(f.window_samples + 1)[:-1]  # periodic Hann
+    win = np.hanning(f.preprocessing.window_samples + 1)[:-1]  # periodic Hann
     frame = x[0, 128 * 5 : 128 * 5 + 256].numpy() * win
-    expected = np.log(np.abs(np.fft.rfft(frame, n=f.n_fft)) + 1e-10)
+    expected = np.log(np.abs(np.fft.rfft(frame, n=f.preprocessing.fft_size)) + 1e-10)
     np.testing.assert_allclose(out[5], expected, atol=1e-3)
 
 
@@ -55,7 +59,7 @@ def test_stft_phase_is_magnitude_then_phase():
     x = torch.randn(1, 4000)
     out = f(x)[0]
     mag = fe(type="stft", window_length_in_s=0.032, window_shift_in_s=0.016)(x)[0]
-    bins = f.n_fft // 2 + 1
+    bins = f.preprocessing.fft_size // 2 + 1
     torch.testing.assert_close(out[:, :bins], mag)
     assert out[:, bins:].abs().max() <= np.pi + 1e-5
     assert out[:, bins:].std() > 0.5  # a real phase, not zeros
@@ -110,10 +114,24 @@ def test_bad_settings_are_reported():
     with pytest.raises(ParameterError, match="num_fft_points"):
         fe(type="stft", num_fft_points=64, window_length_in_s=0.025)
     with pytest.raises(ParameterError, match="feature type"):
-        FrontEnd(type="mfcc")
+        preprocessing_from_config({"type": "mfcc"})
+    with pytest.raises(ParameterError, match="feature must be one of"):
+        Preprocessing(feature="mfcc")
 
 
 def test_frontend_moves_with_to_and_stores_no_state():
     f = fe(type="fbank", num_filter_bands=20)
     assert f.state_dict() == {}
-    assert f.to(torch.float64).mel.device.type == "cpu"
+    assert f.to(torch.float64)(torch.randn(1, 4000)).dtype == torch.float32
+
+
+def test_config_names_translate_to_one_preprocessing():
+    p = preprocessing_from_config({"type": "fbank", "sample_rate": 16000, "num_filter_bands": 40,
+                                   "window_length_in_s": 0.025, "window_shift_in_s": 0.01,
+                                   "audio_file_length_limit_in_s": 1.0})
+    assert (p.feature, p.window_samples, p.overlap_samples, p.n_fft, p.n_mels, p.norm) == \
+        ("fbank", 400, 240, 512, 40, "per_file")
+    assert p.input_shape == (98, 40) and p == Preprocessing.from_dict(p.to_dict())
+    img = preprocessing_from_config({"type": "spectrogram_image", "sample_rate": 8000, "height": 32})
+    assert img.feature == "image" and img.window_type == "hann" and img.norm is None
+

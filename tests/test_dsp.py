@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from soundscape import features
+from soundscape import dsp as features
 from soundscape import spectrogram as reference
 from soundscape.errors import ParameterError
 

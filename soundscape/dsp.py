@@ -1,8 +1,12 @@
-"""Batched torch front ends: waveforms (batch, samples) -> spectrograms and images.
+"""The one DSP module: batched torch signal processing, waveforms (batch, samples) -> features.
 
-These functions compute, for a whole batch at once (on CPU or GPU), exactly what the
-per-clip reference in `soundscape.spectrogram` computes for one clip; tests check
-that the two agree to float tolerance.
+Everything that turns samples into spectral features lives here, for whole batches on CPU
+or GPU: windows, the frame-count formula, the classic power spectrogram (frame means
+removed, scaled as ``scipy.signal.spectrogram``), mel filterbanks, dB, images, and the
+frame features of the config workflow (log filterbank energies, log STFT magnitude,
+phase, group delay, per-file normalisation). `soundscape.spectrogram` (per-clip objects)
+and `soundscape.preprocessing` (the model front end) both compute through it; tests check
+it against scipy/numpy references to float tolerance.
 """
 
 from __future__ import annotations
@@ -14,29 +18,36 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ParameterError
-from .spectrogram import POWER_FLOOR, mel_filterbank
 
-_WINDOWS = {
-    "hann": torch.hann_window,
-    "hamming": torch.hamming_window,
-    "blackman": torch.blackman_window,
-    "boxcar": lambda n, **kw: torch.ones(n, **kw),
-}
+#: power floor before taking dB, so silence maps to a finite value (then clipped)
+POWER_FLOOR = 1e-20
+#: floor inside the natural logs of the frame features (log |X| + floor)
+LOG_FLOOR = 1e-10
+#: other names of windows (the config's Ludwig spelling)
+WINDOW_ALIASES = {"rectangular": "boxcar"}
+
+
+def check_window(window_type: str) -> str:
+    """The scipy name of `window_type`; ParameterError when scipy does not know it."""
+    name = WINDOW_ALIASES.get(window_type, window_type)
+    try:
+        _window_cached(name, 8, "cpu", torch.float64)
+    except (ValueError, TypeError) as exc:
+        raise ParameterError(f"unknown window_type {window_type!r}: {exc}") from None
+    return name
 
 
 def window_tensor(window_type: str, n: int, device=None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Periodic window of length n, as scipy.signal.get_window(fftbins=True)."""
-    if window_type not in _WINDOWS:
-        raise ParameterError(f"window_type must be one of {sorted(_WINDOWS)}, got {window_type!r}")
-    return _window_cached(window_type, int(n), str(torch.device(device or "cpu")), dtype).clone()
+    name = check_window(window_type)
+    return _window_cached(name, int(n), str(torch.device(device or "cpu")), dtype).clone()
 
 
 @functools.lru_cache(maxsize=32)
 def _window_cached(window_type: str, n: int, device: str, dtype: torch.dtype) -> torch.Tensor:
-    if window_type == "boxcar":
-        win = torch.ones(n, dtype=torch.float64)
-    else:
-        win = _WINDOWS[window_type](n, periodic=True, dtype=torch.float64)
+    from scipy.signal import get_window
+
+    win = torch.from_numpy(get_window(window_type, n, fftbins=True).astype(np.float64))
     return win.to(device=device, dtype=dtype)
 
 
@@ -94,16 +105,16 @@ def stft_power(
     """
     if waveforms.ndim != 2:
         raise ParameterError(f"waveforms must be (batch, samples), got shape {tuple(waveforms.shape)}")
-    if not (0 <= overlap_samples < window_samples):
+    if overlap_samples < 0 or overlap_samples >= window_samples:
         raise ParameterError(
-            f"overlap_samples ({overlap_samples}) must be >= 0 and smaller than window_samples ({window_samples})"
+            f"overlap_samples ({overlap_samples}) must be smaller than window_samples ({window_samples})"
+            + (" and >= 0" if overlap_samples < 0 else "")
         )
     if waveforms.shape[1] < window_samples:
         raise ParameterError(
             f"the window ({window_samples} samples) is longer than the audio ({waveforms.shape[1]} samples)"
         )
-    if window_type not in _WINDOWS:
-        raise ParameterError(f"window_type must be one of {sorted(_WINDOWS)}, got {window_type!r}")
+    window_type = check_window(window_type)
     hop = window_samples - overlap_samples
     device = waveforms.device
     dtype = compute_dtype(device)
@@ -153,8 +164,42 @@ def power_to_db(power: torch.Tensor, decibel_limits: tuple[float, float] | None,
     return db
 
 
+def _hz_to_mel(f):
+    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+
+def _mel_to_hz(m):
+    return 700.0 * (10 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def mel_edges(n_mels: int, min_f: float, max_f: float) -> np.ndarray:
+    """The n_mels + 2 edge frequencies (Hz) of the mel filters; filter i peaks at edge i + 1."""
+    return _mel_to_hz(np.linspace(_hz_to_mel(min_f), _hz_to_mel(max_f), n_mels + 2))
+
+
+def mel_filterbank(
+    n_mels: int, n_fft: int, sample_rate: int, min_f: float = 0.0, max_f: float | None = None
+) -> np.ndarray:
+    """Triangular mel filters (HTK mel scale, peak 1), shape (n_mels, n_fft // 2 + 1)."""
+    for name, value in (("n_mels", n_mels), ("n_fft", n_fft)):
+        if isinstance(value, bool) or int(value) != value or value < 1:
+            raise ParameterError(f"{name} must be an integer >= 1, got {value!r}")
+    max_f = sample_rate / 2 if max_f is None else max_f
+    if not (0 <= min_f < max_f <= sample_rate / 2):
+        raise ParameterError(
+            f"mel band needs 0 <= min_f < max_f <= Nyquist ({sample_rate / 2}); "
+            f"got {min_f}, {max_f}"
+        )
+    edges = mel_edges(int(n_mels), min_f, max_f)
+    freqs = np.fft.rfftfreq(int(n_fft), 1 / sample_rate)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (freqs[None, :] - lower) / np.maximum(centre - lower, 1e-12)
+    falling = (upper - freqs[None, :]) / np.maximum(upper - centre, 1e-12)
+    return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+
+
 def mel_matrix(n_mels: int, n_fft: int, sample_rate: int, min_f=0.0, max_f=None, device=None) -> torch.Tensor:
-    """The reference mel filterbank as a tensor (n_mels, n_fft // 2 + 1)."""
+    """`mel_filterbank` as a tensor (n_mels, n_fft // 2 + 1), cached per device."""
     return _mel_cached(int(n_mels), int(n_fft), int(sample_rate), float(min_f),
                        None if max_f is None else float(max_f), str(torch.device(device or "cpu")))
 
@@ -214,3 +259,65 @@ def db_to_image(
     unit = torch.flip(db, dims=[1]).mul_(-1.0 / (hi - lo)).add_(hi / (hi - lo)).clamp_(0.0, 1.0)
     unit = resize_images(unit[:, None], height, width).clamp_(0.0, 1.0)
     return unit.mul_(2.0).sub_(1.0).expand(-1, channels, -1, -1).contiguous()
+
+
+# --------------------------------------------------------------------------- frame features
+def frame_spectrum(waveforms: torch.Tensor, window: torch.Tensor, hop: int, n_fft: int) -> torch.Tensor:
+    """Complex one-sided spectrum of every frame: ``(batch, frames, n_fft // 2 + 1)``.
+
+    Frames of ``len(window)`` samples every ``hop`` samples (no centring: the first frame
+    starts at sample 0, the count is `n_frames`), multiplied by ``window`` and zero-padded
+    to ``n_fft``; float32.
+    """
+    if waveforms.ndim != 2:
+        raise ParameterError(f"waveforms must be (batch, samples), got {tuple(waveforms.shape)}")
+    n_win = window.shape[0]
+    if waveforms.shape[1] < n_win:
+        raise ParameterError(
+            f"the window ({n_win} samples) is longer than the audio ({waveforms.shape[1]} samples)"
+        )
+    frames = waveforms.float().unfold(1, n_win, hop) * window.to(waveforms.device, torch.float32)
+    return torch.fft.rfft(frames, n=n_fft, dim=2)
+
+
+def log_fbank(spectrum: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+    """Natural-log mel filterbank energies from a complex spectrum and a (bands, bins) mel matrix."""
+    power = spectrum.real.square() + spectrum.imag.square()
+    return torch.log(torch.matmul(power, mel.t().to(power.dtype)) + LOG_FLOOR)
+
+
+def stft_magnitude(spectrum: torch.Tensor) -> torch.Tensor:
+    """Log magnitude ``log(|X| + 1e-10)`` of a complex spectrum."""
+    return torch.log(spectrum.abs() + LOG_FLOOR)
+
+
+def stft_phase(spectrum: torch.Tensor) -> torch.Tensor:
+    """Log magnitude followed by the phase in radians, concatenated on the last axis."""
+    return torch.cat([stft_magnitude(spectrum), torch.angle(spectrum)], dim=-1)
+
+
+def group_delay(waveforms: torch.Tensor, window: torch.Tensor, hop: int, n_fft: int) -> torch.Tensor:
+    """Group delay (samples) of every frame: ``Re(X conj(Y)) / |X|^2`` with ``Y = FFT(n x[n])``.
+
+    The negative derivative of the phase over frequency, without phase unwrapping. Bins
+    whose power is below 1e-6 of the frame's mean power are damped towards zero; the result
+    is clipped to ``[-n_fft, n_fft]``.
+    """
+    window = window.to(waveforms.device, torch.float32)
+    x = frame_spectrum(waveforms, window, hop, n_fft)
+    ramp = torch.arange(window.shape[0], dtype=torch.float32, device=waveforms.device)
+    y = frame_spectrum(waveforms, window * ramp, hop, n_fft)
+    power = x.real.square() + x.imag.square()
+    floor = 1e-6 * power.mean(dim=-1, keepdim=True) + 1e-20
+    gd = (x.real * y.real + x.imag * y.imag) / (power + floor)
+    return gd.clamp(-float(n_fft), float(n_fft))
+
+
+def per_file_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Zero mean and unit variance of every feature bin over the frames of each file.
+
+    ``x`` is ``(batch, frames, features)``; a bin that never changes becomes all zeros.
+    """
+    mean = x.mean(dim=1, keepdim=True)
+    std = x.std(dim=1, keepdim=True, unbiased=False)
+    return (x - mean) / (std + eps)
