@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--validation_set", help="validation table (with --training_set)")
     p.add_argument("--test_set", help="test table (with --training_set)")
     p.add_argument("--output_directory", default="results", help="where the run folder goes (default: results)")
+    p.add_argument("--resume_from", help="an interrupted run folder: continue from its last checkpoint")
     p.add_argument("--experiment_name", default="experiment",
                    help="run folder name prefix: <name>_run, <name>_run_1 ... (default: experiment)")
     p.add_argument("--data_root", help="folder holding local data sets (esc10/, fsdd/) for URIs")
@@ -156,7 +157,7 @@ def _train(args) -> int:
         config, args.dataset, training_set=args.training_set, validation_set=args.validation_set,
         test_set=args.test_set, output_directory=args.output_directory,
         experiment_name=args.experiment_name, data_root=args.data_root, device=args.device,
-        progress=not args.quiet,
+        progress=not args.quiet, resume_from=args.resume_from,
     )
     print(f"run folder: {results.run_directory}")
     print(f"model: {results.model_directory}")

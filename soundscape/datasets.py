@@ -186,7 +186,7 @@ class AudioDataset(torch.utils.data.Dataset):
         #: False when the preprocessing is the default one (train() may then use the model's)
         self.preprocessing_given = preprocessing is not None or any(
             not _same(v, _SPECTROGRAM_ARGS[k][1]) for k, v in spectrogram_args.items()
-            if k in _SPECTROGRAM_ARGS)
+            if k in _SPECTROGRAM_ARGS and k not in ("audio_sample_rate", "clip_duration"))
         self.preprocessing = build_preprocessing(preprocessing, random_trim_length,
                                                  extend_short_clips, **spectrogram_args)
         self.loader = ClipLoader(self.preprocessing)
@@ -224,9 +224,6 @@ class AudioDataset(torch.utils.data.Dataset):
 
     def use_preprocessing(self, preprocessing: Preprocessing) -> None:
         """Prepare clips with `preprocessing` from now on (train() gives a model's own)."""
-        clip = self.preprocessing.clip_duration
-        if preprocessing.clip_duration is None and clip is not None:
-            preprocessing = preprocessing.replace(clip_duration=clip)
         self.preprocessing = preprocessing
         self.loader = ClipLoader(preprocessing, self.loader._cache)
         if self._raw_loader is not None:

@@ -31,8 +31,9 @@ _LAZY_MODULES = {"config_model": "soundscape.workflow.model"}
 def register(name: str, preprocessing: Callable | None = None):
     """Decorator adding a model constructor `fn(num_classes, **kwargs)` to the registry.
 
-    `preprocessing(clip_duration=...)`, if given, returns the `Preprocessing` the
-    architecture is built for; `train()` uses it for datasets made without one.
+    `preprocessing(sample_rate=..., clip_duration=...)`, if given, returns the
+    `Preprocessing` the architecture is built for; `train()` uses it for datasets made
+    without one.
     """
 
     def wrap(fn):
@@ -44,12 +45,11 @@ def register(name: str, preprocessing: Callable | None = None):
     return wrap
 
 
-def default_preprocessing(architecture: str, clip_duration: float | None = None):
-    """The `Preprocessing` `architecture` is built for, or None when it takes the default."""
+def default_preprocessing(architecture: str, sample_rate: int, clip_duration: float | None):
+    """The `Preprocessing` `architecture` is built for at this rate and clip length, or None
+    when it takes the default one."""
     fn = _PREPROCESSING.get(architecture)
-    if fn is None:
-        return None
-    return fn() if clip_duration is None else fn(clip_duration=clip_duration)
+    return None if fn is None else fn(sample_rate=sample_rate, clip_duration=clip_duration)
 
 
 def build(architecture: str, num_classes: int, **kwargs) -> torch.nn.Module:
@@ -62,8 +62,8 @@ def build(architecture: str, num_classes: int, **kwargs) -> torch.nn.Module:
 
 
 def architectures() -> list[str]:
-    """Names of the registered architectures."""
-    return sorted(_ARCHITECTURES)
+    """Names of the registered architectures (those registered on first use included)."""
+    return sorted(set(_ARCHITECTURES) | set(_LAZY_MODULES))
 
 
 def imagenet_weights_path() -> Path:

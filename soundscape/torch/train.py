@@ -183,8 +183,9 @@ def _model_preprocessing(model, arch: str, kwargs: dict, datasets: list) -> Prep
     """
     datasets = [d for d in datasets if d is not None]
     first = datasets[0]
-    clip = first.preprocessing.clip_duration
-    own = model.preprocessing if isinstance(model, Detector) else default_preprocessing(arch, clip)
+    p = first.preprocessing
+    own = (model.preprocessing if isinstance(model, Detector)
+           else default_preprocessing(arch, p.sample_rate, p.clip_duration))
     if own is not None:
         for d in datasets:
             if not getattr(d, "preprocessing_given", True) and callable(getattr(d, "use_preprocessing", None)):
