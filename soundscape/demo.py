@@ -18,7 +18,7 @@ import torch
 
 from .data_selection import binary_train_valid_split
 from .datasets import SingleTargetAudioDataset
-from .torch.models import resnet18
+from .models import resnet18
 from .torch.train import train
 
 LABEL_DICT = {0: "scolopax-minor-absent", 1: "scolopax-minor-present"}

@@ -52,7 +52,7 @@ class Detector(torch.nn.Module):
     network : torch.nn.Module
         Maps (batch, channels, H, W) inputs to (batch, n_classes) logits.
     architecture : str
-        Registered architecture name (see `soundscape.torch.models.build`).
+        Registered architecture name (see `soundscape.models.build`).
     classes : list of str
         Output names, in output order.
     multi_target : bool
@@ -213,7 +213,7 @@ def _preprocessing(d: dict) -> Preprocessing:
 
 def detector_from_payload(payload: dict, source: str = "model file") -> Detector:
     """Rebuild a Detector (in eval mode) from a model-file dict."""
-    from .torch.models import architectures, build
+    from .models import architectures, build
 
     payload = _check_payload(payload, source)
     classes = payload["classes"]
@@ -221,7 +221,7 @@ def detector_from_payload(payload: dict, source: str = "model file") -> Detector
     if arch not in architectures():
         raise ModelFileError(
             f"{source}: architecture {arch!r} is not registered in this session (known: "
-            f"{architectures()}); import or register it (soundscape.torch.models.register) "
+            f"{architectures()}); import or register it (soundscape.models.register) "
             "before loading"
         )
     try:

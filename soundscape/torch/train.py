@@ -44,7 +44,7 @@ from ..metrics import (
 from ..model_file import Detector, atomic_torch_save, model_payload
 from ..preprocessing import Preprocessing
 from ..recipes import Recipe, dataset_labels, mixed_loss, mixup
-from .models import PICKLED_MODULE, default_preprocessing, identify
+from ..models import PICKLED_MODULE, default_preprocessing, identify
 
 __all__ = ["train", "plot_history", "read_history", "latest_checkpoint"]
 
@@ -588,7 +588,7 @@ def train(
         ``metrics.csv``, ``metrics.json``.
     model : torch.nn.Module
         A network mapping (batch, 3, H, W) to (batch, n_classes) logits, e.g. a torchvision
-        ResNet18 with ``fc`` replaced, `soundscape.torch.models.resnet18(n)`, or a `Detector`.
+        ResNet18 with ``fc`` replaced, `soundscape.models.resnet18(n)`, or a `Detector`.
     train_dataset, valid_dataset : Dataset
         Soundscape datasets (their `label_dict` and `preprocessing` are saved with the model).
     optimizer : torch.optim.Optimizer

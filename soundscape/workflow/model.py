@@ -1,7 +1,7 @@
 """The config-driven network and its model files.
 
 :class:`ConfigModel` holds the encoder of the (one) audio input, embeddings for category
-inputs, and the :class:`~soundscape.torch.encoders.Combiner`. Like every other network it
+inputs, and the :class:`~soundscape.models.encoders.Combiner`. Like every other network it
 takes the model inputs that its `Preprocessing` makes (``fbank`` frames, images, ...), not
 waveforms: the preprocessing travels in the model file and the predictor applies it. It is
 registered as the ``"config_model"`` architecture, whose keyword arguments (the full config
@@ -26,8 +26,8 @@ from torch import nn
 from ..errors import ConfigError, ModelFileError, ParameterError
 from ..model_file import Detector, load_model
 from ..preprocessing import Preprocessing
-from ..torch.encoders import Combiner, build_encoder
-from ..torch.models import register
+from ..models.encoders import Combiner, build_encoder
+from ..models import register
 from .encoding import class_names
 from .features import preprocessing_from_config
 

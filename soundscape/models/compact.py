@@ -24,7 +24,7 @@ from ..preprocessing import Preprocessing
 
 __all__ = ["CompactCNN", "compact_cnn", "compact_preprocessing", "ARCHITECTURE"]
 
-#: registry name of the compact model (``soundscape.torch.models.build("compact_cnn", n)``)
+#: registry name of the compact model (``soundscape.models.build("compact_cnn", n)``)
 ARCHITECTURE = "compact_cnn"
 DEFAULT_WIDTHS = (32, 64, 128, 256)
 

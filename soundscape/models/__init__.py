@@ -177,7 +177,7 @@ def identify(network: torch.nn.Module, num_classes: int) -> tuple[str, dict]:
     return PICKLED_MODULE, {"module": network}
 
 
-# the compact model for CPU training (soundscape.torch.compact)
+# the compact model for CPU training (soundscape.models.compact)
 from .compact import ARCHITECTURE as _COMPACT, compact_cnn as _compact_cnn  # noqa: E402
 from .compact import compact_preprocessing as _compact_preprocessing  # noqa: E402
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import ParameterError
-from .models import resnet18 as _resnet18
+from . import resnet18 as _resnet18
 
 __all__ = [
     "ENCODERS",
