@@ -177,3 +177,40 @@ def test_training_checkpoint_and_best_model_load(tmp_path):
     x = torch.randn(2, 3, 24, 24)
     with torch.inference_mode():
         assert torch.equal(checkpoint(x), best(x))
+
+
+def test_model_files_of_the_previous_layout_still_load(tmp_path):
+    """Files written before the one-engine redesign: classic preprocessing without the new
+    keys, and config models whose front-end settings sat in an ``extra`` entry."""
+    import soundscape.workflow  # noqa: F401  (registers config_model)
+    from soundscape.model_file import model_payload
+    from soundscape.workflow.model import ConfigModel, make_detector
+
+    old_classic = Preprocessing(clip_duration=1.0).to_dict()
+    for key in ("feature", "n_fft", "norm"):
+        old_classic.pop(key)
+    config = {"input_features": [{"name": "audio", "type": "audio", "encoder": {"type": "stacked_cnn"},
+                                  "preprocessing": {"type": "fbank", "sample_rate": 8000,
+                                                    "audio_file_length_limit_in_s": 0.5,
+                                                    "num_filter_bands": 20}}],
+              "output_features": [{"name": "label", "type": "category"}]}
+    from soundscape.config import load_config
+
+    conf = load_config(config).to_dict()
+    meta = {"label": {"type": "category", "idx2str": ["a", "b"], "str2idx": {"a": 0, "b": 1}, "vocab_size": 2}}
+    detector = make_detector(ConfigModel(conf, meta, 2))
+    payload = model_payload(detector)
+    settings = dict(conf["input_features"][0]["preprocessing"])
+    payload["preprocessing"] = {"sample_rate": 8000, "clip_duration": 0.5, "short_clip": "pad",
+                                "window_type": "hamming", "window_samples": 200, "overlap_samples": 120,
+                                "n_mels": 20, "extra": {"audio_feature": settings}}
+    torch.save(payload, tmp_path / "old_config.pt")
+    loaded = load_model(tmp_path / "old_config.pt")
+    assert loaded.preprocessing == detector.preprocessing and loaded.preprocessing.feature == "fbank"
+    x = detector.preprocessing.features(torch.randn(2, 4000))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), detector.eval()(x))
+    classic = model_payload(Detector(build("resnet18", 2), "resnet18", ["a", "b"], False, Preprocessing()))
+    classic["preprocessing"] = old_classic
+    torch.save(classic, tmp_path / "old_classic.model")
+    assert load_model(tmp_path / "old_classic.model").preprocessing == Preprocessing(clip_duration=1.0)

@@ -27,6 +27,7 @@ from ..errors import ParameterError
 from ..loading import ClipLoader
 from ..model_file import Detector, to_plain, load_model
 from ..preprocessing import Preprocessing
+from ..runtime import resolve_device
 from .outputs import INDEX, OutputFolder, check_format, read_scores, read_table
 from .windows import background_items, find_audio_files, frame_geometry, plan_windows, window_inputs
 
@@ -72,7 +73,7 @@ def _device(model: Detector, device) -> torch.device:
     if device is None:
         param = next(model.parameters(), None)
         return param.device if param is not None else torch.device("cpu")
-    return torch.device(device)
+    return resolve_device(device)
 
 
 def _check_positive(name: str, value, minimum: int) -> int:

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ..errors import ParameterError, TrainingError
 from ..helpers import atomic_path
-from ..loading import default_loader_settings, worker_init
+from ..runtime import default_loader_settings, resolve_device, worker_init
 from ..metrics import (
     array_record,
     flat_record,
@@ -224,8 +224,7 @@ def _model_preprocessing(model, arch: str, kwargs: dict, datasets: list) -> Prep
 def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, epochs, batch_size,
            num_workers, log_every, scheduler, device, seed, progress_bar, print_logging,
            recipe: Recipe = Recipe(), test_dataset=None, metadata=None) -> _Run:
-    device = torch.device(device) if device is not None else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device)
     settings = default_loader_settings(device)  # defaults chosen from the machine
     batch_size = settings["batch_size"] if batch_size is None else batch_size
     num_workers = settings["num_workers"] if num_workers is None else num_workers

@@ -27,6 +27,7 @@ import torch
 from ..config import Config, load_config
 from ..errors import AnnotationError
 from ..model_file import Detector
+from ..runtime import resolve_device
 from ..torch.train import train as train_loop
 from .data import SPLITS, Table, check_columns, read_table, required_columns, split_table
 from .encoding import build_metadata, class_names
@@ -58,13 +59,6 @@ class TrainResults:
     def output_directory(self) -> Path | None:
         """The run folder (Ludwig's name for it)."""
         return self.run_directory
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None`` / ``"auto"``: CUDA when available, else CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
