@@ -17,7 +17,8 @@ import torch
 
 from .errors import ParameterError
 
-__all__ = ["resolve_device", "cpu_count", "default_loader_settings", "worker_init"]
+__all__ = ["resolve_device", "cpu_count", "default_loader_settings", "worker_init", "resolve_precision",
+           "Precision", "native_bf16_cpu", "PRECISIONS"]
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -115,3 +116,102 @@ def _start_method() -> str:
         return "fork"
     return "spawn"
 
+
+
+# --------------------------------------------------------------------------- precision policy
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def native_bf16_cpu() -> bool:
+    """True when this CPU computes bfloat16 natively (AVX512_BF16 or AMX), so bf16 is fast."""
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        if (probe is not None and probe()) or (amx is not None and amx()):
+            return True
+    except RuntimeError:
+        pass
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+
+
+class Precision:
+    """How a model runs: number format (autocast) and memory format.
+
+    Build it with `resolve_precision`. ``with precision.autocast(): model(precision.input(x))``.
+    """
+
+    def __init__(self, name: str, device: torch.device, channels_last: bool):
+        self.name, self.device, self.channels_last = name, device, channels_last
+
+    def autocast(self):
+        """The autocast context of this precision (a no-op for fp32)."""
+        if self.name == "fp32":
+            import contextlib
+
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=_DTYPES[self.name])
+
+    def input(self, x):
+        """`x` in the memory format the model runs fastest with (images only)."""
+        if isinstance(x, dict):
+            return {k: self.input(v) for k, v in x.items()}
+        if self.channels_last and x.ndim == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def prepare(self, network: torch.nn.Module) -> torch.nn.Module:
+        """Put the network's weights in the memory format of this precision (in place)."""
+        if self.channels_last:
+            network.to(memory_format=torch.channels_last)
+        return network
+
+    def to_dict(self) -> dict:
+        return {"precision": self.name, "channels_last": self.channels_last, "device": str(self.device)}
+
+    def __repr__(self) -> str:
+        return f"<Precision {self.name} on {self.device}{' channels_last' if self.channels_last else ''}>"
+
+
+_LOGGED: set = set()
+
+
+def resolve_precision(precision: str = "auto", device: str | torch.device | None = None) -> Precision:
+    """The precision to run at on `device`.
+
+    ``"auto"``: bf16 autocast + channels-last on CPUs with native bf16 (AVX512_BF16 / AMX),
+    bf16 (or fp16 where bf16 is missing) on CUDA, fp32 elsewhere (where bf16 would be
+    emulated and slow). ``"fp32"``, ``"bf16"``, ``"fp16"`` force a format. The environment
+    variable ``SOUNDSCAPE_PRECISION`` (e.g. ``fp32``) replaces "auto" everywhere. The choice
+    is logged once per process and setting.
+    """
+    if precision not in PRECISIONS:
+        raise ParameterError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    name = precision
+    forced = os.environ.get("SOUNDSCAPE_PRECISION", "auto")
+    if precision == "auto" and forced != "auto":
+        if forced not in PRECISIONS:
+            raise ParameterError(f"SOUNDSCAPE_PRECISION must be one of {PRECISIONS}, got {forced!r}")
+        name = precision = forced
+    if precision == "auto":
+        if device.type == "cuda":
+            name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        elif device.type == "cpu" and native_bf16_cpu():
+            name = "bf16"
+        else:
+            name = "fp32"
+    if name == "fp16" and device.type == "cpu":
+        raise ParameterError("precision 'fp16' needs a GPU; on a CPU use 'bf16' or 'fp32'")
+    result = Precision(name, device, channels_last=device.type in ("cpu", "cuda"))
+    key = (precision, str(device))
+    if key not in _LOGGED:
+        _LOGGED.add(key)
+        import logging
+
+        logging.getLogger("soundscape.runtime").info("precision %r on %s: %s", precision, device, result)
+    return result

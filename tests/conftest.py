@@ -9,6 +9,9 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")  # plots render off-screen in tests
 # a fresh clip cache per test run: tests never read or fill ~/.cache/soundscape
 os.environ.setdefault("SOUNDSCAPE_CACHE_DIR", tempfile.mkdtemp(prefix="soundscape-test-cache-"))
+# tests that compare numbers exactly run in fp32 (subprocesses too); tests/test_runtime.py
+# checks "auto" and the bf16 path against fp32 explicitly
+os.environ.setdefault("SOUNDSCAPE_PRECISION", "fp32")
 
 #: real recordings by outside people; the folder sits beside the checkout (see its README.md)
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

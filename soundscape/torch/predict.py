@@ -27,7 +27,7 @@ from ..errors import ParameterError
 from ..loading import ClipLoader
 from ..model_file import Detector, to_plain, load_model
 from ..preprocessing import Preprocessing
-from ..runtime import resolve_device
+from ..runtime import resolve_device, resolve_precision
 from .outputs import INDEX, OutputFolder, check_format, read_scores, read_table
 from .windows import background_items, find_audio_files, frame_geometry, plan_windows, window_inputs
 
@@ -209,6 +209,7 @@ def predict(
     activation: str | None = "auto",
     device: str | torch.device | None = None,
     progress: bool | str = False,
+    precision: str = "auto",
 ) -> pd.DataFrame:
     """Scores of clips: one row per clip, one column per class.
 
@@ -231,6 +232,9 @@ def predict(
         Where the model runs (the model is moved there); default: where it is.
     progress : bool or "always"
         tqdm progress bar on stderr (True: only when stderr is a terminal).
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        Number format of the model (see `soundscape.runtime.resolve_precision`): "auto" is
+        bf16 autocast + channels-last on CPUs with native bf16 and on GPUs, fp32 elsewhere.
 
     Returns
     -------
@@ -257,6 +261,8 @@ def predict(
     errors: list[dict] = []
     was_training = model.training
     model.to(device).eval()
+    prec = resolve_precision(precision, device)
+    prec.prepare(model.network)
     try:
         with torch.inference_mode():
             for batch in tqdm(loader, disable=_progress_disabled(progress), file=sys.stderr,
@@ -266,7 +272,9 @@ def predict(
                 if x is None:
                     continue
                 x = {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
-                out = act(model(x)).float().cpu().numpy()
+                with prec.autocast():
+                    logits = model(prec.input(x))
+                out = act(logits.float()).cpu().numpy()
                 scores[idx.numpy()] = out
                 ok[idx.numpy()] = True
     finally:
@@ -274,7 +282,7 @@ def predict(
     result = pd.DataFrame(scores[ok], index=index[ok], columns=model.classes)
     result.attrs["errors"] = errors
     result.attrs["summary"] = {"n_clips": int(len(dataset)), "n_scored": int(ok.sum()),
-                               "n_failed": int(len(dataset) - ok.sum())}
+                               "n_failed": int(len(dataset) - ok.sum()), "precision": prec.name}
     if errors:
         logger.warning("predict: %d of %d clips failed (see result.attrs['errors'])",
                        len(dataset) - int(ok.sum()), len(dataset))
@@ -331,6 +339,7 @@ def predict_recordings(
     progress: bool | str = True,
     chunk_duration: float = 60.0,
     overwrite: bool = False,
+    precision: str = "auto",
 ) -> pd.DataFrame:
     """Score sliding windows over long recordings, streaming each file in chunks.
 
@@ -374,6 +383,9 @@ def predict_recordings(
         Seconds of audio read and transformed at a time.
     overwrite : bool
         Start over in an `output_dir` holding results of other settings (or to redo all).
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        Number format of the model, as in `predict`; recorded in ``attrs["summary"]`` and
+        ``run.json``.
 
     Returns
     -------
@@ -399,6 +411,7 @@ def predict_recordings(
     frame_geometry(prep)
     paths = find_audio_files(files)
     device = _device(model, device)
+    prec = resolve_precision(precision, device)
     classes = list(model.classes)
 
     out = None
@@ -407,7 +420,7 @@ def predict_recordings(
             "architecture": model.architecture, "classes": classes,
             "weights_sha1": _weights_digest(model), "preprocessing": prep.to_dict(),
             "clip_overlap": clip_overlap, "final_clip": final_clip, "activation": act_name,
-            "output_format": output_format})))
+            "output_format": output_format, "precision": prec.name})))
         out = OutputFolder(output_dir, settings, output_format, overwrite)
 
     results: dict[int, pd.DataFrame] = {}
@@ -470,7 +483,9 @@ def predict_recordings(
         rows = np.concatenate([i for _, i in pending_meta])
         n_run = n if flush else (n // batch_size) * batch_size
         for b in range(0, n_run, batch_size):
-            y = act(model(x[b:b + batch_size].to(device))).float().cpu().numpy()
+            with prec.autocast():
+                logits = model(prec.input(x[b:b + batch_size].to(device)))
+            y = act(logits.float()).cpu().numpy()
             for k in np.unique(keys[b:b + batch_size]):
                 sel = keys[b:b + batch_size] == k
                 state[k]["scores"][rows[b:b + batch_size][sel]] = y[sel]
@@ -488,6 +503,7 @@ def predict_recordings(
 
     was_training = model.training
     model.to(device).eval()
+    prec.prepare(model.network)
     try:
         with torch.inference_mode():
             for kind, k, payload, images in items:
@@ -532,7 +548,7 @@ def predict_recordings(
         "n_files": len(paths), "n_scored": n_scored, "n_skipped": n_skipped,
         "n_failed": len(error_list), "n_windows": int(n_windows - sum(
             len(p) for k, p in plans if k in errors)), "seconds": round(seconds, 3),
-        "max_chunk_samples": int(stats["max_chunk_samples"]),
+        "max_chunk_samples": int(stats["max_chunk_samples"]), "precision": prec.name,
     }
     table.attrs["errors"] = error_list
     table.attrs["summary"] = summary

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ..errors import ParameterError, TrainingError
 from ..helpers import atomic_path
-from ..runtime import default_loader_settings, resolve_device, worker_init
+from ..runtime import default_loader_settings, resolve_device, resolve_precision, worker_init
 from ..metrics import (
     array_record,
     flat_record,
@@ -121,6 +121,7 @@ class _Run:
     mix_generator: torch.Generator | None = None
     tracker: Any = None  # recipes.EarlyStopping of recipe.monitor
     batchnorm_1d: bool = False
+    precision: Any = None  # runtime.Precision
     best_state: dict | None = None
     stopped_early: bool = False
 
@@ -223,7 +224,7 @@ def _model_preprocessing(model, arch: str, kwargs: dict, datasets: list) -> Prep
 
 def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, epochs, batch_size,
            num_workers, log_every, scheduler, device, seed, progress_bar, print_logging,
-           recipe: Recipe = Recipe(), test_dataset=None, metadata=None) -> _Run:
+           recipe: Recipe = Recipe(), test_dataset=None, metadata=None, precision: str = "auto") -> _Run:
     device = resolve_device(device)
     settings = default_loader_settings(device)  # defaults chosen from the machine
     batch_size = settings["batch_size"] if batch_size is None else batch_size
@@ -271,6 +272,8 @@ def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, ep
                print_logging)
     run.metadata = dict(metadata or {})
     run.batchnorm_1d = any(isinstance(m, torch.nn.BatchNorm1d) for m in network.modules())
+    run.precision = resolve_precision(precision, device)
+    run.precision.prepare(network)
     run.save_dir.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator()
     if seed is not None:
@@ -338,7 +341,9 @@ def _forward(run: _Run, batch: dict, training: bool = False
     if training and run.recipe.mixup_alpha > 0 and len(y) > 1:
         x, y_a, y_b, lam = mixup(x, y, run.recipe.mixup_alpha, run.mix_generator)
         mixed = (y_a, y_b, lam)
-    logits = run.network(x)
+    with run.precision.autocast():
+        logits = run.network(run.precision.input(x))
+    logits = logits.float()  # losses and metrics in fp32 whatever the model ran at
     if logits.ndim != 2 or logits.shape[1] != len(run.classes):
         raise ParameterError(
             f"the model outputs shape {tuple(logits.shape)} but the dataset has "
@@ -430,7 +435,7 @@ def _print_epoch(run: _Run, record: dict) -> None:
 # --------------------------------------------------------------------------- saving
 def _metadata(run: _Run, record: dict) -> dict:
     return {"label_dict": run.label_dict, "epoch": record["epoch"], "metrics": to_json(record),
-            "trained_by": "soundscape.torch.train"}
+            "trained_by": "soundscape.torch.train", "precision": run.precision.name}
 
 
 def _save_checkpoint(run: _Run, epoch: int) -> Path:
@@ -577,6 +582,7 @@ def train(
     restore_best: bool | None = None,
     test_dataset: Dataset | None = None,
     metadata: dict | None = None,
+    precision: str = "auto",
 ) -> pd.DataFrame:
     """Train `model` and keep the best one by validation macro F1.
 
@@ -625,6 +631,10 @@ def train(
         the best model).
     metadata : dict, optional
         Saved with every model file of the run (e.g. the config workflow's metadata).
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        Number format of the forward pass (`soundscape.runtime.resolve_precision`): "auto"
+        trains under bf16 autocast with channels-last on CPUs with native bf16 and on GPUs,
+        fp32 elsewhere; losses, metrics and weights stay fp32. Recorded in the model files.
 
     Returns
     -------
@@ -644,7 +654,7 @@ def train(
                     early_stopping, monitor, restore_best)
     run = _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, epochs,
                  batch_size, num_workers, log_every, scheduler, device, seed, progress_bar,
-                 print_logging, recipe, test_dataset, metadata)
+                 print_logging, recipe, test_dataset, metadata, precision)
     if resume_from is not None:
         _resume(run, resume_from)
     for epoch in range(run.start_epoch, run.epochs):
