@@ -42,6 +42,7 @@ MAX_TRUNCATION = 1.0
 #: ...provided the missing part is also at most this fraction of the promised length
 #: (so the allowance is min(max_truncation, 5 %): 0.1 s of a 2-s clip, 1 s of an hour)
 MAX_TRUNCATION_FRACTION = 0.05
+_TAIL_BLOCK = 1024  # frames per read when checking the end of a file
 
 
 def _check_rate(sample_rate, name: str = "sample_rate") -> int:
@@ -179,21 +180,30 @@ def _truncation_problem(path: Path, handle: soundfile.SoundFile, max_truncation:
             return _ogg_problem(fh, path.stat().st_size), frames
     if fmt == "MP3" and not check_mp3:
         return None, frames
-    # other formats: the last frames the header promises must decode (up to the allowance)
+    # other formats: the last frames the header promises must decode (up to the allowance);
+    # read in blocks, as a decoder error (FLAC: "lost sync") ends what can be read
     allowed = int(truncation_allowance(frames / rate, max_truncation) * rate)
-    n = min(frames, 1024 + allowed)
+    n = min(frames, _TAIL_BLOCK + allowed)
+    got, error = 0, None
     try:
         with quiet_mpeg_decoder(fmt == "MP3"):
             handle.seek(frames - n)
-            got = handle.read(n, dtype="float32", always_2d=True).shape[0]
+            while got < n:
+                block = handle.read(min(_TAIL_BLOCK, n - got), dtype="float32", always_2d=True)
+                got += block.shape[0]
+                if block.shape[0] == 0:
+                    break
     except (soundfile.LibsndfileError, RuntimeError) as exc:
-        return f"the last frames the header promises cannot be decoded ({exc})", frames
+        error = exc
     if got >= n:
         return None, frames
     missing = n - got
     if missing <= allowed:
-        warn_truncated(path, missing / rate, frames / rate, f"{missing} frames")
+        warn_truncated(path, missing / rate, frames / rate,
+                       f"{missing} frames" + (f"; the decoder stopped: {error}" if error else ""))
         return None, frames - missing
+    if error is not None:
+        return f"the last frames the header promises cannot be decoded ({error})", frames
     return (f"the header promises {frames} frames but only {frames - n + got} exist"
             if got else f"the header promises {frames} frames but the last {n} cannot be read"), frames
 
@@ -316,10 +326,19 @@ def _open_checked(path: Path, max_truncation: float = MAX_TRUNCATION, check_mp3:
             problem, frames = _truncation_problem(path, handle, max_truncation, check_mp3)
         if problem:
             raise AudioFileError(f"{path}: file is truncated or corrupt: {problem}")
+        if frames < handle.frames and _decodes_to_find_truncation(handle):
+            handle.close()  # a decoder error may have left the handle unusable: a fresh one
+            with quiet_mpeg_decoder(mpeg):
+                handle = soundfile.SoundFile(str(path))
     except BaseException:
         handle.close()
         raise
     return handle, frames
+
+
+def _decodes_to_find_truncation(handle: soundfile.SoundFile) -> bool:
+    """True for formats whose truncation is found by decoding the end (not WAV/Ogg)."""
+    return handle.format not in ("WAV", "WAVEX", "RF64", "OGG")
 
 
 def audio_info(path: str | Path, max_truncation: float = MAX_TRUNCATION) -> soundfile._SoundFileInfo:
@@ -444,9 +463,9 @@ class Audio:
         if duration is not None:
             duration = _check_seconds(duration, "duration", allow_zero=False)
         mpeg = _is_mpeg(path)
-        handle, _ = _open_checked(path, max_truncation, mpeg=mpeg)
+        handle, frames = _open_checked(path, max_truncation, mpeg=mpeg)  # frames it holds
         with handle:
-            rate, frames = handle.samplerate, handle.frames
+            rate, promised = handle.samplerate, handle.frames
             start = int(round(offset * rate))
             if start >= frames:
                 raise ParameterError(
@@ -462,12 +481,12 @@ class Audio:
                     data = handle.read(n_frames, dtype="float32", always_2d=True)
             except (soundfile.LibsndfileError, RuntimeError) as exc:
                 raise AudioFileError(f"{path}: could not decode audio ({exc})") from exc
-        if data.shape[0] < n_frames:
+        if data.shape[0] < n_frames:  # MP3 (not checked at open) or a file cut meanwhile
             end = start + data.shape[0]
-            missing_s, promised_s = (frames - end) / rate, frames / rate
+            missing_s, promised_s = (promised - end) / rate, promised / rate
             if data.shape[0] == 0 or missing_s > truncation_allowance(promised_s, max_truncation):
                 raise AudioFileError(
-                    f"{path}: file is truncated: the header promises {frames} frames but reading "
+                    f"{path}: file is truncated: the header promises {promised} frames but reading "
                     f"stopped at frame {end}"
                 )
             warn_truncated(path, missing_s, promised_s, f"reading stopped at frame {end}")
