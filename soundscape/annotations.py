@@ -325,8 +325,11 @@ def _warn_duplicate_selections(table: pd.DataFrame) -> None:
 # --------------------------------------------------------------------------- writing
 def _audio_info(path: Path) -> tuple[float, float] | None:
     """(sample rate, duration) of an audio file, or None if it cannot be read."""
+    from soundscape.audio import _is_mpeg, quiet_mpeg_decoder
+
     try:
-        info = soundfile.info(str(path))
+        with quiet_mpeg_decoder(_is_mpeg(path)):
+            info = soundfile.info(str(path))
     except (RuntimeError, OSError, ValueError):
         return None
     return float(info.samplerate), float(info.frames) / float(info.samplerate)

@@ -183,20 +183,33 @@ def _truncation_problem(path: Path, handle: soundfile.SoundFile, max_truncation:
     # other formats: the last frames the header promises must decode (up to the allowance);
     # read in blocks, as a decoder error (FLAC: "lost sync") ends what can be read
     allowed = int(truncation_allowance(frames / rate, max_truncation) * rate)
-    n = min(frames, _TAIL_BLOCK + allowed)
-    got, error = 0, None
-    try:
-        with quiet_mpeg_decoder(fmt == "MP3"):
-            handle.seek(frames - n)
-            while got < n:
-                block = handle.read(min(_TAIL_BLOCK, n - got), dtype="float32", always_2d=True)
-                got += block.shape[0]
-                if block.shape[0] == 0:
-                    break
-    except (soundfile.LibsndfileError, RuntimeError) as exc:
-        error = exc
+
+    def decodable(handle: soundfile.SoundFile, n: int) -> tuple[int, Exception | None]:
+        """Frames of the last `n` that decode, and the error that stopped decoding."""
+        got = 0
+        try:
+            with quiet_mpeg_decoder(fmt == "MP3"):
+                handle.seek(frames - n)
+                while got < n:
+                    block = handle.read(min(_TAIL_BLOCK, n - got), dtype="float32", always_2d=True)
+                    got += block.shape[0]
+                    if block.shape[0] == 0:
+                        break
+        except (soundfile.LibsndfileError, RuntimeError) as exc:
+            return got, exc
+        return got, None
+
+    n = min(frames, _TAIL_BLOCK)  # complete files: decode only the last block
+    got, error = decodable(handle, n)
     if got >= n:
         return None, frames
+    if allowed > 0 and n < frames:  # measure the shortfall over the allowance
+        n = min(frames, _TAIL_BLOCK + allowed)
+        try:  # a fresh handle: a decoder error can leave the first one unusable
+            with quiet_mpeg_decoder(fmt == "MP3"), soundfile.SoundFile(str(path)) as fresh:
+                got, error = decodable(fresh, n)
+        except (soundfile.LibsndfileError, RuntimeError) as exc:
+            got, error = 0, exc
     missing = n - got
     if missing <= allowed:
         warn_truncated(path, missing / rate, frames / rate,
