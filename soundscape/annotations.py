@@ -11,7 +11,6 @@ from __future__ import annotations
 import glob
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,6 +20,7 @@ import pandas as pd
 import soundfile
 
 from soundscape.errors import AnnotationError, ParameterError
+from soundscape.io import atomic_write
 
 __all__ = ["read_raven", "write_raven", "clip_labels", "ANNOTATION_COLUMNS"]
 
@@ -202,6 +202,13 @@ def _read_one(path: Path, annotation_column, audio_files) -> pd.DataFrame:
     uniq, first = np.unique(sel[order], return_index=True)
     keep = np.flatnonzero(view == view[order[first]][np.searchsorted(uniq, sel)])
     frame, lines, sel = frame.iloc[keep].reset_index(drop=True), lines[keep], sel[keep]
+    numbers, counts = np.unique(sel, return_counts=True)
+    if (counts > 1).any():
+        repeated = numbers[counts > 1]
+        where = "; ".join(f"Selection {n} on lines {lines[sel == n].tolist()}" for n in repeated[:3])
+        warnings.warn(f"{path}: {len(repeated)} selection number(s) appear on more than one line "
+                      f"of the same view ({where}); all these rows are kept", UserWarning,
+                      stacklevel=3)
 
     b_col, e_col = col["Begin Time (s)"], col["End Time (s)"]
     begin, end = (_numeric(frame, c, path, lines, sel) for c in (b_col, e_col))
@@ -289,31 +296,51 @@ def read_raven(paths, annotation_column: str | None = None,
         empty = pd.DataFrame({c: pd.Series(dtype=object) for c in ANNOTATION_COLUMNS})
         return empty.astype({"start_time": float, "end_time": float, "low_f": float,
                              "high_f": float, "selection": np.int64, "channel": np.int64})
-    return pd.concat(tables, ignore_index=True)
+    out = pd.concat(tables, ignore_index=True)
+    _warn_duplicate_selections(out)
+    return out
+
+
+_SAME_SELECTION = ["file", "channel", "start_time", "end_time", "low_f", "high_f", "annotation"]
+
+
+def _warn_duplicate_selections(table: pd.DataFrame) -> None:
+    """Warn when selections repeat another's file, channel, times, frequencies and class."""
+    dup = table.duplicated(_SAME_SELECTION, keep="first")
+    if not dup.any():
+        return
+    first = table.drop_duplicates(_SAME_SELECTION, keep="first").set_index(_SAME_SELECTION)
+    examples = []
+    for _, row in table[dup].head(3).iterrows():
+        orig = first.loc[tuple(row[c] for c in _SAME_SELECTION)]
+        orig = orig.iloc[0] if isinstance(orig, pd.DataFrame) else orig
+        examples.append(f"Selection {row['selection']} of {row['source_table']} repeats Selection "
+                        f"{orig['selection']} of {orig['source_table']} ({row['file']}, "
+                        f"{row['start_time']}-{row['end_time']} s, {row['annotation']!r})")
+    warnings.warn(f"{int(dup.sum())} duplicate selection(s): " + "; ".join(examples)
+                  + ". They are kept; drop them (e.g. table.drop_duplicates()) if they were "
+                  "entered twice", UserWarning, stacklevel=3)
 
 
 # --------------------------------------------------------------------------- writing
 def _audio_info(path: Path) -> tuple[float, float] | None:
     """(sample rate, duration) of an audio file, or None if it cannot be read."""
+    from soundscape.audio import _is_mpeg, quiet_mpeg_decoder
+
     try:
-        info = soundfile.info(str(path))
+        with quiet_mpeg_decoder(_is_mpeg(path)):
+            info = soundfile.info(str(path))
     except (RuntimeError, OSError, ValueError):
         return None
     return float(info.samplerate), float(info.frames) / float(info.samplerate)
 
 
 def _atomic_write(path: Path, frame: pd.DataFrame) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
             frame.to_csv(fh, sep="\t", index=False, na_rep="", lineterminator="\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+
+    return atomic_write(path, write, make_parents=True)
 
 
 def write_raven(events: pd.DataFrame, path_or_dir: str | os.PathLike,
@@ -420,6 +447,32 @@ def write_raven(events: pd.DataFrame, path_or_dir: str | os.PathLike,
 
 
 # --------------------------------------------------------------------------- clip labels
+#: seconds an annotation may end after its recording before `clip_labels` warns
+_PAST_END_TOL = 1e-3
+
+
+def _warn_past_end(annotations: pd.DataFrame, ann: pd.DataFrame, durations: dict,
+                   guessed: set) -> None:
+    """Warn about annotations ending after the end of their recording (clips stop there)."""
+    dur = ann["file"].map(durations)
+    past = (ann["end_time"] > dur + _PAST_END_TOL) & ~ann["file"].isin(guessed)
+    if not past.any():
+        return
+    examples = []
+    for i in ann.index[past][:3]:
+        r = annotations.loc[i]
+        what = (f"Selection {r['selection']}" if "selection" in annotations.columns
+                else f"row {i}")
+        if "source_table" in annotations.columns:
+            what += f" of {r['source_table']}"
+        examples.append(f"{what} ends at {float(r['end_time']):.3f} s but {r['file']} lasts "
+                        f"{durations[str(r['file'])]:.3f} s")
+    warnings.warn(f"{int(past.sum())} annotation(s) end after the end of their recording: "
+                  + "; ".join(examples) + ". Only the part within the recording is labelled; "
+                  "check the table (another recording's selections?) or file_durations=",
+                  UserWarning, stacklevel=3)
+
+
 def _clip_grid(duration: float, clip: float, step: float, final_clip) -> np.ndarray:
     """Start times of the clips tiling [0, duration)."""
     n_full = int(np.floor((duration - clip) / step + _TOL)) + 1 if duration + _TOL >= clip else 0
@@ -516,6 +569,8 @@ def clip_labels(annotations: pd.DataFrame, clip_duration: float, clip_overlap: f
         warnings.warn(f"could not read the duration of {len(guessed)} audio file(s) "
                       f"(e.g. {guessed[0]}); using their last annotation's end time instead. "
                       "Pass file_durations= to set them.", UserWarning, stacklevel=2)
+
+    _warn_past_end(annotations, ann, durations, set(guessed))
 
     step = clip_duration - clip_overlap
     by_file = {f: idx for f, idx in ann.groupby("file").indices.items()}

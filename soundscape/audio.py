@@ -6,6 +6,15 @@ Data flows one way through soundscape: file -> Audio -> Spectrogram -> tensor ba
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import glob
+import logging
+import os
+import re
+import sys
+import tempfile
+import threading
 from fractions import Fraction
 from numbers import Real
 from pathlib import Path
@@ -24,6 +33,16 @@ _WRITE_BLOCK = (
     1 << 16
 )  # frames per write call (large single OGG writes upset some libsndfile builds)
 _OGG_MAX_PAGE = 27 + 255 + 255 * 255  # bytes: header + lacing table + largest body
+
+logger = logging.getLogger("soundscape.audio")
+
+#: default `max_truncation` (seconds): a file whose header promises at most this much
+#: more audio than it holds is read (what is there, with a warning) instead of refused...
+MAX_TRUNCATION = 1.0
+#: ...provided the missing part is also at most this fraction of the promised length
+#: (so the allowance is min(max_truncation, 5 %): 0.1 s of a 2-s clip, 1 s of an hour)
+MAX_TRUNCATION_FRACTION = 0.05
+_TAIL_BLOCK = 1024  # frames per read when checking the end of a file
 
 
 def _check_rate(sample_rate, name: str = "sample_rate") -> int:
@@ -44,16 +63,18 @@ def _check_seconds(value, name: str, allow_zero: bool) -> float:
 
 
 # --------------------------------------------------------------------------- file checks
-def _wav_shortfall(fh, size: int) -> int:
-    """Bytes the WAV/RF64 `data` chunk claims beyond the end of the file (0 if complete).
+def _wav_shortfall(fh, size: int) -> tuple[int, int, int]:
+    """(bytes the WAV/RF64 `data` chunk claims beyond the end of the file, the chunk's
+    claimed size, the format's bytes per second); (0, 0, 0) if complete or unknown.
 
     libsndfile silently shortens the frame count of a truncated WAV, so the header has
     to be compared with the file size here. Unknown layouts count as complete.
     """
     head = fh.read(12)
     if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RF64"):
-        return 0
+        return 0, 0, 0
     rf64_data_size = None
+    byte_rate = 0
     pos = 12
     while pos + 8 <= size:
         fh.seek(pos)
@@ -62,14 +83,17 @@ def _wav_shortfall(fh, size: int) -> int:
         if cid == b"ds64" and len(chunk) >= 16:
             fh.seek(pos + 16)  # ds64: riff size (8 bytes), data size (8 bytes), ...
             rf64_data_size = int.from_bytes(fh.read(8), "little")
+        if cid == b"fmt " and len(chunk) >= 16:
+            fh.seek(pos + 16)  # fmt: tag, channels, rate (8 bytes), then bytes per second
+            byte_rate = int.from_bytes(fh.read(4), "little")
         if cid == b"data":
             if head[:4] == b"RF64" and csize == 0xFFFFFFFF:
                 csize = rf64_data_size or 0
             if csize in (0, 0xFFFFFFFF):  # streaming writers leave the size unset
-                return 0
-            return max(0, pos + 8 + csize - size)
+                return 0, 0, 0
+            return max(0, pos + 8 + csize - size), csize, byte_rate
         pos += 8 + csize + (csize & 1)
-    return 0
+    return 0, 0, 0
 
 
 def _ogg_problem(fh, size: int) -> str | None:
@@ -92,37 +116,204 @@ def _ogg_problem(fh, size: int) -> str | None:
     return None
 
 
-def _truncation_problem(path: Path, handle: soundfile.SoundFile) -> str | None:
-    """A reason why the open file looks truncated, or None when it looks complete."""
-    fmt = handle.format
+def truncation_allowance(promised_seconds: float, max_truncation: float = MAX_TRUNCATION) -> float:
+    """Seconds a recording of `promised_seconds` may lack and still be read.
+
+    ``min(max_truncation, MAX_TRUNCATION_FRACTION * promised_seconds)``; 0 refuses any
+    truncated file.
+    """
+    if (isinstance(max_truncation, (bool, np.bool_)) or not isinstance(max_truncation, Real)
+            or not max_truncation >= 0):
+        raise ParameterError(f"max_truncation must be a number of seconds >= 0, got {max_truncation!r}")
+    return min(max_truncation, MAX_TRUNCATION_FRACTION * max(promised_seconds, 0.0))
+
+
+_warned_truncated: set = set()
+_warned_lock = threading.Lock()
+
+
+def warn_truncated(path, missing_seconds: float, promised_seconds: float, detail: str = "") -> None:
+    """Log (once per file and process) that `path` lacks `missing_seconds` at its end."""
+    try:
+        st = os.stat(path)
+        key = (os.fspath(path), st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = (os.fspath(path), None, None)
+    with _warned_lock:
+        if key in _warned_truncated:
+            return
+        _warned_truncated.add(key)
+    share = 100 * missing_seconds / promised_seconds if promised_seconds > 0 else 0.0
+    logger.warning(
+        "%s: file is truncated: %.3f s (%.2f %%) of the %.3f s its header promises are "
+        "missing%s; reading the %.3f s it holds", path, missing_seconds, share,
+        promised_seconds, f" ({detail})" if detail else "", promised_seconds - missing_seconds)
+
+
+def _truncation_problem(path: Path, handle: soundfile.SoundFile, max_truncation: float = MAX_TRUNCATION,
+                        check_mp3: bool = False) -> tuple[str | None, int]:
+    """(Why the open file is unusably truncated, or None; frames it really holds).
+
+    A shortfall within `truncation_allowance` is logged by `warn_truncated` and counts
+    as no problem. MP3 files are only checked with `check_mp3` (seeking to their end
+    scans the whole file); short reads are caught when reading them.
+    """
+    fmt, rate, frames = handle.format, handle.samplerate, handle.frames
     if fmt in ("WAV", "WAVEX", "RF64"):
         size = path.stat().st_size
         with open(path, "rb") as fh:
-            missing = _wav_shortfall(fh, size)
-        if missing:
-            return f"its data chunk promises {missing} bytes more than the file holds"
-        return None
-    if fmt == "OGG":
+            missing, claimed, byte_rate = _wav_shortfall(fh, size)
+        if not missing:
+            return None, frames
+        if byte_rate > 0:
+            missing_s = missing / byte_rate
+        else:  # no usable byte rate: scale the frames libsndfile found
+            missing_s = frames / rate * missing / max(claimed - missing, 1)
+        promised_s = frames / rate + missing_s  # libsndfile reports only the frames present
+        if missing_s <= truncation_allowance(promised_s, max_truncation):
+            warn_truncated(path, missing_s, promised_s, f"{missing} bytes of its data chunk")
+            return None, frames
+        return (f"its data chunk promises {missing} bytes ({missing_s:.3f} s of audio) more "
+                "than the file holds"), frames
+    if fmt == "OGG":  # Ogg headers hold no length: a cut stream cannot be measured
         with open(path, "rb") as fh:
-            return _ogg_problem(fh, path.stat().st_size)
-    if fmt == "MP3":  # seeking in MP3 scans the whole file; short reads are caught later
-        return None
-    # other formats: the last frames the header promises must decode
-    n = min(handle.frames, 1024)
+            return _ogg_problem(fh, path.stat().st_size), frames
+    if fmt == "MP3" and not check_mp3:
+        return None, frames
+    # other formats: the last frames the header promises must decode (up to the allowance);
+    # read in blocks, as a decoder error (FLAC: "lost sync") ends what can be read
+    allowed = int(truncation_allowance(frames / rate, max_truncation) * rate)
+
+    def decodable(handle: soundfile.SoundFile, n: int) -> tuple[int, Exception | None]:
+        """Frames of the last `n` that decode, and the error that stopped decoding."""
+        got = 0
+        try:
+            with quiet_mpeg_decoder(fmt == "MP3"):
+                handle.seek(frames - n)
+                while got < n:
+                    block = handle.read(min(_TAIL_BLOCK, n - got), dtype="float32", always_2d=True)
+                    got += block.shape[0]
+                    if block.shape[0] == 0:
+                        break
+        except (soundfile.LibsndfileError, RuntimeError) as exc:
+            return got, exc
+        return got, None
+
+    n = min(frames, _TAIL_BLOCK)  # complete files: decode only the last block
+    got, error = decodable(handle, n)
+    if got >= n:
+        return None, frames
+    if allowed > 0 and n < frames:  # measure the shortfall over the allowance
+        n = min(frames, _TAIL_BLOCK + allowed)
+        try:  # a fresh handle: a decoder error can leave the first one unusable
+            with quiet_mpeg_decoder(fmt == "MP3"), soundfile.SoundFile(str(path)) as fresh:
+                got, error = decodable(fresh, n)
+        except (soundfile.LibsndfileError, RuntimeError) as exc:
+            got, error = 0, exc
+    missing = n - got
+    if missing <= allowed:
+        warn_truncated(path, missing / rate, frames / rate,
+                       f"{missing} frames" + (f"; the decoder stopped: {error}" if error else ""))
+        return None, frames - missing
+    if error is not None:
+        return f"the last frames the header promises cannot be decoded ({error})", frames
+    return (f"the header promises {frames} frames but only {frames - n + got} exist"
+            if got else f"the header promises {frames} frames but the last {n} cannot be read"), frames
+
+
+# --------------------------------------------------------------------------- MPEG decoder noise
+#: lines libmpg123 prints on the C stderr while decoding damaged or odd MPEG streams
+_MPEG_NOISE = re.compile(rb"^(Note: |Warning: |\[src/libmpg123/|\[.*mpg123.*\] |Big trouble|"
+                         rb"Did not find|Cannot |Illegal )")
+_quiet_lock = threading.Lock()
+_quiet_state: dict = {"depth": 0, "saved": None, "capture": None}
+
+
+def _is_mpeg(path: Path) -> bool:
+    """True for an MP3 file or a WAV holding MPEG audio (format tag 0x50/0x55), by its header."""
     try:
-        handle.seek(handle.frames - n)
-        got = handle.read(n, dtype="float32", always_2d=True).shape[0]
-    except (soundfile.LibsndfileError, RuntimeError) as exc:
-        return f"the last frames the header promises cannot be decoded ({exc})"
-    if got < n:
-        return (
-            f"the header promises {handle.frames} frames but only {handle.frames - n + got} exist"
-        )
-    return None
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return True
+    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+        at = head.find(b"fmt ", 12)
+        if at >= 0 and len(head) >= at + 10:
+            return int.from_bytes(head[at + 8:at + 10], "little") in (0x50, 0x55)
+    return False
+
+
+@contextlib.contextmanager
+def quiet_mpeg_decoder(active: bool = True) -> Iterator[None]:
+    """Keep libmpg123's messages (``Note: Illegal Audio-MPEG-Header ...``) off stderr.
+
+    The decoder writes them to file descriptor 2 itself, so while the block runs fd 2
+    goes to a temporary file; afterwards other lines written meanwhile (by any thread)
+    are passed on to stderr and the decoder's lines go to the ``soundscape.audio``
+    logger at DEBUG level. Nested and concurrent blocks share one redirection. A no-op
+    when `active` is False or fd 2 cannot be redirected.
+    """
+    if not active:
+        yield
+        return
+    with _quiet_lock:
+        redirected = True
+        if _quiet_state["depth"] == 0:
+            try:
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    sys.stderr.flush()
+                capture = tempfile.TemporaryFile()
+                saved = os.dup(2)
+                os.dup2(capture.fileno(), 2)
+                _quiet_state.update(saved=saved, capture=capture)
+            except OSError:
+                redirected = False
+        if redirected:
+            _quiet_state["depth"] += 1
+    if not redirected:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_state["depth"] -= 1
+            if _quiet_state["depth"] == 0:
+                saved, capture = _quiet_state["saved"], _quiet_state["capture"]
+                _quiet_state.update(saved=None, capture=None)
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                capture.seek(0)
+                text = capture.read()
+                capture.close()
+                noise = [ln for ln in text.splitlines(keepends=True) if _MPEG_NOISE.match(ln)]
+                rest = b"".join(ln for ln in text.splitlines(keepends=True) if not _MPEG_NOISE.match(ln))
+                if rest:
+                    with contextlib.suppress(OSError):
+                        os.write(2, rest)
+                if noise:
+                    logger.debug("MPEG decoder messages: %s",
+                                 b"".join(noise).decode("utf-8", "replace").strip())
 
 
 def _check_path(path: Path) -> None:
     if not path.exists():
+        if path.is_symlink():
+            try:
+                os.stat(path)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise AudioFileError(f"{path}: symbolic link loop (the link leads back to "
+                                         "itself), not an audio file") from None
+            raise FileNotFoundError(f"audio file not found: {path} is a broken symbolic link "
+                                    f"(to {os.readlink(path)})")
+        if glob.has_magic(str(path)):
+            raise FileNotFoundError(f"no files match the pattern {str(path)!r} (and no file has "
+                                    "that name)")
         raise FileNotFoundError(f"audio file not found: {path}")
     if path.is_dir():
         raise AudioFileError(f"{path}: is a folder, not an audio file")
@@ -130,36 +321,59 @@ def _check_path(path: Path) -> None:
         raise AudioFileError(f"{path}: file is empty (0 bytes)")
 
 
-def _open_checked(path: Path) -> soundfile.SoundFile:
-    """Open an audio file for reading after checking it exists, holds audio and is complete."""
+def _open_checked(path: Path, max_truncation: float = MAX_TRUNCATION, check_mp3: bool = False,
+                  mpeg: bool | None = None) -> tuple[soundfile.SoundFile, int]:
+    """Open an audio file after checking it exists, holds audio and is complete (or cut
+    within the allowance); returns the handle and the frames it really holds."""
     _check_path(path)
+    mpeg = _is_mpeg(path) if mpeg is None else mpeg
     try:
-        handle = soundfile.SoundFile(str(path))
+        with quiet_mpeg_decoder(mpeg):
+            handle = soundfile.SoundFile(str(path))
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioFileError(f"{path}: not a readable audio file ({exc})") from exc
     try:
         if handle.frames <= 0 or handle.samplerate <= 0:
             raise AudioFileError(f"{path}: file holds no audio samples")
-        problem = _truncation_problem(path, handle)
+        with quiet_mpeg_decoder(mpeg):
+            problem, frames = _truncation_problem(path, handle, max_truncation, check_mp3)
         if problem:
             raise AudioFileError(f"{path}: file is truncated or corrupt: {problem}")
+        if frames < handle.frames and _decodes_to_find_truncation(handle):
+            handle.close()  # a decoder error may have left the handle unusable: a fresh one
+            with quiet_mpeg_decoder(mpeg):
+                handle = soundfile.SoundFile(str(path))
     except BaseException:
         handle.close()
         raise
-    return handle
+    return handle, frames
 
 
-def audio_info(path: str | Path) -> soundfile._SoundFileInfo:
+def _decodes_to_find_truncation(handle: soundfile.SoundFile) -> bool:
+    """True for formats whose truncation is found by decoding the end (not WAV/Ogg)."""
+    return handle.format not in ("WAV", "WAVEX", "RF64", "OGG")
+
+
+def audio_info(path: str | Path, max_truncation: float = MAX_TRUNCATION) -> soundfile._SoundFileInfo:
     """Header information (sample rate, frames, channels, duration) of an audio file.
 
     Checks the file as `Audio.from_file` does (cheaply, without decoding it):
-    FileNotFoundError for a missing file; AudioFileError for one that is empty,
-    not audio, or truncated.
+    FileNotFoundError for a missing file (or a broken link, or a glob pattern that
+    matches nothing); AudioFileError for one that is a folder, a symbolic link loop,
+    empty, not audio, or truncated by more than `truncation_allowance` (see
+    `Audio.from_file`). For a file truncated within the allowance, ``frames`` and
+    ``duration`` are those it really holds (a warning is logged).
     """
     path = Path(path)
-    with _open_checked(path):
-        pass
-    return soundfile.info(str(path))
+    mpeg = _is_mpeg(path)
+    handle, frames = _open_checked(path, max_truncation, check_mp3=True, mpeg=mpeg)
+    handle.close()
+    with quiet_mpeg_decoder(mpeg):
+        info = soundfile.info(str(path))
+    if frames < info.frames:
+        info.frames = frames
+        info.duration = frames / info.samplerate
+    return info
 
 
 # --------------------------------------------------------------------------- Audio
@@ -218,6 +432,7 @@ class Audio:
         sample_rate: int | None = None,
         offset: float = 0.0,
         duration: float | None = None,
+        max_truncation: float = MAX_TRUNCATION,
     ) -> "Audio":
         """Load (a segment of) an audio file as mono float32.
 
@@ -236,13 +451,21 @@ class Audio:
         duration : float, optional
             Length of the segment in seconds (cut at the end of the file); None reads
             to the end.
+        max_truncation : float
+            Seconds of audio the file may lack at its end compared with what its
+            header promises (a recorder stopped while writing): such a file is read up
+            to where its data ends and a warning gives the shortfall. The allowance is
+            ``min(max_truncation, 5 % of the promised length)`` (see
+            `truncation_allowance`); a larger shortfall is an error, and 0 refuses
+            every truncated file.
 
         Raises
         ------
         FileNotFoundError
             The file does not exist.
         AudioFileError
-            The file is empty, not audio, corrupt or truncated.
+            The file is a folder, empty, not audio, corrupt or truncated by more than
+            the allowance.
         ParameterError
             A bad rate, offset or duration.
         """
@@ -252,8 +475,10 @@ class Audio:
         offset = _check_seconds(offset, "offset", allow_zero=True)
         if duration is not None:
             duration = _check_seconds(duration, "duration", allow_zero=False)
-        with _open_checked(path) as handle:
-            rate, frames = handle.samplerate, handle.frames
+        mpeg = _is_mpeg(path)
+        handle, frames = _open_checked(path, max_truncation, mpeg=mpeg)  # frames it holds
+        with handle:
+            rate, promised = handle.samplerate, handle.frames
             start = int(round(offset * rate))
             if start >= frames:
                 raise ParameterError(
@@ -264,15 +489,20 @@ class Audio:
             if duration is not None:
                 n_frames = min(int(round(duration * rate)), n_frames)
             try:
-                handle.seek(start)  # always: the truncation check may have moved the position
-                data = handle.read(n_frames, dtype="float32", always_2d=True)
+                with quiet_mpeg_decoder(mpeg):
+                    handle.seek(start)  # always: the truncation check may have moved the position
+                    data = handle.read(n_frames, dtype="float32", always_2d=True)
             except (soundfile.LibsndfileError, RuntimeError) as exc:
                 raise AudioFileError(f"{path}: could not decode audio ({exc})") from exc
-        if data.shape[0] < n_frames:
-            raise AudioFileError(
-                f"{path}: file is truncated: the header promises {frames} frames but reading "
-                f"stopped at frame {start + data.shape[0]}"
-            )
+        if data.shape[0] < n_frames:  # MP3 (not checked at open) or a file cut meanwhile
+            end = start + data.shape[0]
+            missing_s, promised_s = (promised - end) / rate, promised / rate
+            if data.shape[0] == 0 or missing_s > truncation_allowance(promised_s, max_truncation):
+                raise AudioFileError(
+                    f"{path}: file is truncated: the header promises {promised} frames but reading "
+                    f"stopped at frame {end}"
+                )
+            warn_truncated(path, missing_s, promised_s, f"reading stopped at frame {end}")
         samples = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
         if not np.isfinite(samples).all():
             raise AudioFileError(f"{path}: file contains NaN or infinite samples")

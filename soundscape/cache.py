@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -28,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import ParameterError
+from .io import atomic_path
 
 __all__ = ["ClipCache", "CacheStats", "default_cache", "set_default_cache", "default_cache_dir",
            "source_key", "FORMAT_VERSION", "SETTLE_SECONDS"]
@@ -176,15 +176,9 @@ class ClipCache:
         path = self._path(key)
         if path is None or key in self._on_disk:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
+        with atomic_path(path, make_parents=True) as tmp:  # readers never see half a file
+            with open(tmp, "wb") as handle:
                 np.save(handle, array, allow_pickle=False)
-            os.replace(tmp, path)  # atomic: readers never see half a file
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         self._on_disk.add(key)
         self.stats.disk_writes += 1
 

@@ -5,12 +5,18 @@ original index and order within each returned table.
 
 Labels given one-hot (one 0/1 column per class) can be stratified on only one column at a
 time: pass that class's column (e.g. the species of interest) as ``stratify_from_column``.
+
+Rows holding the same clip (the same audio file, and the same ``start_time``/``end_time``
+in a clip table) always land on the same side of a split, so a label table with
+duplicate rows cannot leak a clip into validation; a warning names the duplicates.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Hashable
+import warnings
+from pathlib import PurePath
+from typing import Callable, Hashable
 
 import numpy as np
 import pandas as pd
@@ -31,6 +37,90 @@ def _require_columns(df: pd.DataFrame, *columns: Hashable) -> None:
     for col in columns:
         if col not in df.columns:
             raise KeyError(f"column {col!r} not found; the columns are: {list(df.columns)}")
+
+
+#: column / index names taken for the audio path of a row (compared in lower case)
+FILE_COLUMNS = ("file", "filename", "file_name", "filepath", "file_path", "path", "audio",
+                "audio_file", "audio_path", "clip", "clip_path")
+_AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".au", ".opus"}
+_TIME_COLUMNS = ("start_time", "end_time")
+
+
+def _looks_like_paths(values: pd.Index | pd.Series) -> bool:
+    sample = [v for v in values[:50] if isinstance(v, (str, PurePath))]
+    return bool(sample) and all(PurePath(v).suffix.lower() in _AUDIO_SUFFIXES for v in sample)
+
+
+def _clip_keys(df: pd.DataFrame, file_column: str | None) -> tuple[pd.Series | None, str]:
+    """Per row, the clip it holds: its audio path (plus start/end time in a clip table).
+
+    `file_column` "auto" looks for an index level or column named like a file (see
+    `FILE_COLUMNS`), or an index of audio paths; None gives no keys. Returns the keys
+    (or None) and a description of what they are made of.
+    """
+    if file_column is None or len(df) == 0:
+        return None, ""
+    names = [n for n in df.index.names if n is not None]
+    parts: list[pd.Series] = []
+    used: list[str] = []
+
+    def part(name: Hashable) -> pd.Series:
+        if name in df.columns:
+            return df[name].reset_index(drop=True)
+        return pd.Series(df.index.get_level_values(name), dtype=object)
+
+    if file_column != "auto":
+        if file_column not in df.columns and file_column not in names:
+            raise KeyError(f"file_column {file_column!r} not found; the columns are: "
+                           f"{list(df.columns)}, the index levels: {list(df.index.names)}")
+        found: Hashable | None = file_column
+    else:
+        found = next((n for n in names if str(n).lower() in FILE_COLUMNS), None)
+        if found is None:
+            found = next((c for c in df.columns if str(c).lower() in FILE_COLUMNS), None)
+        if found is None and df.index.nlevels == 1 and _looks_like_paths(df.index):
+            parts, used = [pd.Series(df.index, dtype=object)], ["the index"]
+    if found is not None:
+        parts, used = [part(found)], [repr(found)]
+    if not parts:
+        return None, ""
+    for t in _TIME_COLUMNS:
+        if t in df.columns or t in names:
+            parts.append(part(t))
+            used.append(repr(t))
+    keys = pd.Series(list(zip(*[p.astype(object).where(p.notna(), None) for p in parts])),
+                     dtype=object)
+    return keys, " and ".join(used)
+
+
+def _split_unique(df: pd.DataFrame, file_column: str | None, stratify: Hashable | None,
+                  split: Callable[[pd.DataFrame], np.ndarray]) -> np.ndarray:
+    """`split(table)` (a training mask) on one row per clip; repeated clips follow their first row.
+
+    Warns when some rows repeat an earlier row's clip.
+    """
+    keys, what = _clip_keys(df, file_column)
+    if keys is None:
+        return split(df)
+    repeated = keys.duplicated(keep="first").to_numpy()
+    if not repeated.any():
+        return split(df)
+    codes, uniques = pd.factorize(keys)
+    example = uniques[codes[np.flatnonzero(repeated)[0]]]
+    rows = list(df.index[codes == codes[np.flatnonzero(repeated)[0]]][:5])
+    message = (f"{int(repeated.sum())} row(s) repeat the clip of an earlier row (same "
+               f"{what}; e.g. {example[0] if len(example) == 1 else example!r} in rows {rows}); "
+               "each clip goes to one side of the split with all its rows")
+    if stratify is not None:
+        labels = df[stratify].reset_index(drop=True)
+        n_labels = labels.groupby(codes).nunique(dropna=False)
+        if (n_labels > 1).any():
+            message += (f"; {int((n_labels > 1).sum())} clip(s) have different {stratify!r} "
+                        "values in their rows (the first row's value is used to stratify)")
+    warnings.warn(message + ". Drop duplicate rows (e.g. df.drop_duplicates()) if they were "
+                  "entered twice", UserWarning, stacklevel=3)
+    first = ~repeated  # factorize numbers clips in order of first appearance
+    return split(df[first])[codes]
 
 
 def _check_train_size(train_size: float) -> None:
@@ -106,11 +196,13 @@ def binary_train_valid_split(
     label_column: str = "Labels",
     train_size: float = 0.8,
     random_state: int | None = 101,
+    file_column: str | None = "auto",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split a table into train and validation sets, stratified on "is ``label``" vs "is not".
 
     Adds a 0/1 ``NumericLabels`` column (1 where ``input_df[label_column] == label``) and splits
     the positive and negative rows separately with ``train_size`` of each going to training.
+    Rows of the same clip stay together (see `train_valid_split`'s `file_column`).
 
     Returns
     -------
@@ -118,7 +210,8 @@ def binary_train_valid_split(
     """
     _check_train_size(train_size)
     df = add_binary_numeric_labels(input_df, label, label_column)
-    mask = _stratified_mask(df["NumericLabels"], train_size, random_state)
+    mask = _split_unique(df, file_column, "NumericLabels", lambda d: _stratified_mask(
+        d["NumericLabels"], train_size, random_state))
     return df[mask].copy(), df[~mask].copy()
 
 
@@ -172,6 +265,7 @@ def train_valid_split(
     train_size: float = 0.8,
     random_state: int | None = 101,
     group_column: str | None = None,
+    file_column: str | None = "auto",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split a table into train and validation sets.
 
@@ -189,6 +283,14 @@ def train_valid_split(
         Whole groups are assigned so that the row fraction is close to ``train_size`` (exact
         only when group sizes allow); with ``stratify_from_column`` too, groups are stratified
         by their majority label.
+    file_column : str or None
+        Column or index level holding each row's audio path. Rows with the same path
+        (and the same ``start_time``/``end_time``, when the table has them) hold the
+        same clip and always go to the same side; repeated clips are warned about, and
+        the fractions then count clips, not rows. "auto" (default): an index level or
+        column named like ``file``/``filename``/``path`` (see `FILE_COLUMNS`), or an index
+        of audio paths; None: treat every row as its own clip. To keep all clips of a
+        recording together, use ``group_column`` instead.
 
     Returns
     -------
@@ -201,16 +303,22 @@ def train_valid_split(
             f"column of one class, got {stratify_from_column!r}"
         )
     _require_columns(df, *[c for c in (stratify_from_column, group_column) if c is not None])
-    if group_column is not None:
-        strata = df[stratify_from_column] if stratify_from_column is not None else None
-        mask = _group_split_mask(df[group_column], strata, train_size, random_state)
-    elif stratify_from_column is not None:
-        mask = _stratified_mask(df[stratify_from_column], train_size, random_state)
+
+    def split(frame: pd.DataFrame) -> np.ndarray:
+        if group_column is not None:
+            strata = frame[stratify_from_column] if stratify_from_column is not None else None
+            return _group_split_mask(frame[group_column], strata, train_size, random_state)
+        if stratify_from_column is not None:
+            return _stratified_mask(frame[stratify_from_column], train_size, random_state)
+        mask = np.zeros(len(frame), dtype=bool)
+        mask[_class_train_positions(np.arange(len(frame)), "(all rows)", train_size,
+                                    random_state)] = True
+        return mask
+
+    if group_column is not None:  # a clip's rows could lie in different groups: no regrouping
+        mask = split(df)
     else:
-        mask = np.zeros(len(df), dtype=bool)
-        mask[_class_train_positions(np.arange(len(df)), "(all rows)", train_size, random_state)] = (
-            True
-        )
+        mask = _split_unique(df, file_column, stratify_from_column, split)
     return df[mask].copy(), df[~mask].copy()
 
 

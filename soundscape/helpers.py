@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.special import expit
+
+# the package's one atomic-write implementation lives in soundscape.io (re-exported here)
+from .io import atomic_path, atomic_write  # noqa: F401
 
 
 class CommandError(subprocess.CalledProcessError):
@@ -79,40 +80,6 @@ def binarize(x: Any, threshold: float) -> Any:
     if isinstance(x, (pd.DataFrame, pd.Series)):
         return (x > threshold).astype(int)
     return (np.asarray(x) > threshold).astype(int)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it onto ``path`` when the block succeeds.
-
-    Readers never see a half-written file: the temporary file (same folder, same suffix, so
-    writers that look at the extension behave) replaces ``path`` with ``os.replace`` only
-    if the block exits without error; otherwise it is removed and ``path`` is left as it was.
-
-    Examples
-    --------
-    >>> with atomic_path("model.pt") as tmp:  # doctest: +SKIP
-    ...     torch.save(state, tmp)
-    """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
-    try:
-        yield tmp
-        if not tmp.exists():
-            raise FileNotFoundError(f"nothing was written to the temporary file for {path}")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write(path: str | os.PathLike, write_fn: Callable[[Path], Any]) -> Path:
-    """Call ``write_fn(tmp_path)`` and atomically move the result onto ``path``; return ``path``."""
-    with atomic_path(path) as tmp:
-        write_fn(tmp)
-    return Path(path)
 
 
 def file_fingerprint(path: str | os.PathLike) -> tuple[str, int, int]:

@@ -10,9 +10,10 @@ from it unless ``trusted=True`` is passed.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
-import tempfile
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 
 from . import __version__
 from .errors import ModelFileError, ParameterError
+from .io import atomic_write
 from .preprocessing import Preprocessing
 
 #: Version of the model-file layout written by this soundscape. Files with a higher
@@ -147,18 +149,8 @@ def model_payload(detector: Detector) -> dict[str, Any]:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """torch.save to a temp file in the same folder, then rename onto `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """torch.save to a temp file in the same folder, then rename onto `path` (see `soundscape.io`)."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp), make_parents=True)
 
 
 def save_model(path: str | os.PathLike, detector: Detector) -> Path:
@@ -243,47 +235,94 @@ def detector_from_payload(payload: dict, source: str = "model file") -> Detector
     return detector.eval()
 
 
-#: classes of a pickled network that are loaded without trusted=True: torch's and
-#: torchvision's own layers (user-defined classes need trusted=True)
-SAFE_MODULE_PREFIXES = ("torch.nn.modules.", "torchvision.models.", "torchvision.ops.")
+#: modules whose nn.Module subclasses (layers and models) load without trusted=True
+SAFE_LAYER_MODULES = ("torch.nn.modules.", "torchvision.models.", "torchvision.ops.")
+#: further objects allowed by exact name: tensor-rebuild helpers and parameter classes
+#: (torch's weights_only loader already allows most of them; listed for older versions)
+_SAFE_TORCH_HELPERS = (
+    "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter",
+    "torch._utils._rebuild_parameter_with_state", "torch.nn.parameter.Parameter",
+    "torch.nn.parameter.Buffer",
+)
+_TRUST_HINT = "load it with load_model(path, trusted=True)"
 
 
-def _library_globals(path: Path) -> list | None:
-    """torch/torchvision layer classes a file needs, or None if it needs anything else."""
-    import importlib
+def _qualified_name(obj: Any) -> str:
+    return f"{obj.__module__}.{obj.__qualname__}"
 
+
+@functools.lru_cache(maxsize=1)
+def safe_layer_classes() -> dict[str, type]:
+    """The allowlist of `load_model` without trusted=True: exact pickled name -> class.
+
+    Holds the `torch.nn.Module` subclasses defined in ``torch.nn.modules`` (every torch
+    layer), ``torchvision.models`` and ``torchvision.ops`` (ResNet, BasicBlock,
+    Bottleneck, Conv2dNormActivation...), and a few torch tensor-rebuild helpers. Only
+    classes are admitted by the module-prefix scan; functions of those modules (e.g.
+    ``register_module_forward_pre_hook``) never are.
+    """
+    import torch.nn  # noqa: F401  (imports all torch.nn.modules submodules)
+
+    try:
+        import torchvision.models  # noqa: F401
+        import torchvision.ops  # noqa: F401
+    except ImportError:  # pragma: no cover - torchvision is a dependency
+        pass
+    allowed: dict[str, type] = {}
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith(SAFE_LAYER_MODULES):
+            continue
+        for obj in list(vars(module).values()):
+            if (isinstance(obj, type) and issubclass(obj, torch.nn.Module)
+                    and obj.__module__ == name and "<locals>" not in obj.__qualname__):
+                allowed[_qualified_name(obj)] = obj
+    for qualified in _SAFE_TORCH_HELPERS:
+        module_name, _, attr = qualified.rpartition(".")
+        obj = getattr(sys.modules.get(module_name), attr, None)
+        if obj is not None:
+            allowed[qualified] = obj
+    return allowed
+
+
+def _library_globals(path: Path) -> tuple[list, list[str]]:
+    """(allowed torch/torchvision objects the file needs, names it needs that are not allowed)."""
     names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    found = []
-    for name in names:
-        if not name.startswith(SAFE_MODULE_PREFIXES):
-            return None
-        module, _, attr = name.rpartition(".")
-        try:
-            found.append(getattr(importlib.import_module(module), attr))
-        except (ImportError, AttributeError):
-            return None
-    return found
+    allowed = safe_layer_classes()
+    return [allowed[n] for n in names if n in allowed], [n for n in names if n not in allowed]
 
 
-def _torch_load(path: Path, trusted: bool) -> Any:
-    if trusted or not hasattr(torch.serialization, "safe_globals"):  # torch < 2.5: no allowlists
+def _torch_load(path: Path, trusted: bool, hint: str = _TRUST_HINT) -> Any:
+    """torch.load `path` on the CPU; unless `trusted`, without running code from the file.
+
+    Untrusted files may hold tensors, plain containers, numpy arrays and the layer
+    classes of `safe_layer_classes` (by exact name); anything else raises
+    ModelFileError naming the objects and `hint` (how to pass trusted=True).
+    """
+    if trusted:
         return torch.load(str(path), map_location="cpu", weights_only=False)
+    serialization = torch.serialization
+    if not hasattr(serialization, "safe_globals") or not hasattr(
+            serialization, "get_unsafe_globals_in_checkpoint"):
+        raise ModelFileError(
+            f"{path}: loading a model file without trusted=True needs torch >= 2.6 "
+            f"(torch.serialization.safe_globals); this is torch {torch.__version__}. Upgrade "
+            f"torch (pip install 'torch>=2.6'), or, if you trust the file's source, {hint}"
+        )
     allowed = _numpy_data_globals()
     try:
-        with torch.serialization.safe_globals(allowed):
+        with serialization.safe_globals(allowed):
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights_only" not in str(exc).lower():
             raise
-        layers = _library_globals(path)
-        if layers is None:
-            names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        layers, refused = _library_globals(path)
+        if refused or not layers:
+            names = refused or serialization.get_unsafe_globals_in_checkpoint(str(path))
             raise ModelFileError(
                 f"{path}: holds Python objects other than tensors, plain values and torch "
-                f"layers ({names[:5]}); if you trust its source, load it with "
-                "load_model(path, trusted=True)"
+                f"layers ({names[:5]}); if you trust its source, {hint}"
             ) from exc
-    with torch.serialization.safe_globals(allowed + layers):
+    with serialization.safe_globals(allowed + layers):
         return torch.load(str(path), map_location="cpu", weights_only=True)
 
 

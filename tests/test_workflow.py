@@ -242,3 +242,19 @@ def test_image_models_predict_folders_through_predict_recordings(tmp_path):
     table, _ = predict(results.model_directory, clips, progress=False)
     cols = [c for c in table.columns if c.startswith("label_probabilities_")]
     np.testing.assert_allclose(folder[cols].to_numpy(), table[cols].to_numpy(), atol=1e-4)
+
+
+def test_random_split_keeps_duplicate_files_on_one_side(data, caplog):
+    frame = pd.read_csv(data)
+    doubled = pd.concat([frame, frame.iloc[:6]], ignore_index=True)  # 6 files listed twice
+    table = read_table(doubled, base_dir=data.parent)
+    with caplog.at_level(logging.WARNING, logger="soundscape"):
+        parts = split_table(table, {"type": "random", "probabilities": [0.5, 0.25, 0.25]}, seed=1,
+                            audio_column="audio")
+    sides = [set(parts[s]["audio"]) for s in ("training", "validation", "test")]
+    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    assert "12 rows name a file that another row names too" in caplog.text
+    # without duplicates the split is the plain row shuffle it always was
+    plain = split_table(read_table(data), {"type": "random", "probabilities": [0.5, 0.0, 0.5]}, seed=3,
+                        audio_column="audio")
+    assert len(plain["training"]) == 9

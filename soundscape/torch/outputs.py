@@ -10,21 +10,41 @@ An output folder holds
   A re-run skips recordings listed here whose size and mtime are unchanged;
 * ``run.json``: the model and window settings; a re-run with other settings is refused
   (use another folder or ``overwrite=True``);
-* ``errors.csv``: ``file, error`` for every recording that could not be scored.
+* ``errors.csv``: ``file, error`` for every recording that could not be scored (and
+  has not been scored since);
+* ``.lock`` and ``claims/``: lock files of concurrent jobs (see below).
+
+Several jobs may write into one folder at once (two ``predict_recordings`` runs, or
+one per machine on a shared disk with working ``flock``). The manifest is append-only:
+each record is one ``write`` on a file opened with ``O_APPEND``, under an exclusive
+``fcntl.flock`` of ``.lock`` (also held while ``run.json`` is checked and while
+``overwrite=True`` clears the folder), so no job's records are lost or interleaved. A
+job reads records other jobs append as it goes, so it skips recordings they finished.
+`OutputFolder.claim` lets jobs split the work: a recording claimed by a live job is
+left to it (the claim is an ``flock`` that ends with its process). Without ``fcntl``
+(Windows) there is no locking: use one job per folder there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
 from ..errors import ParameterError
+from ..io import atomic_write as _atomic_write
+from ..io import clean_stale_temp_files, is_temp_file, write_json
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 INDEX = ["file", "start_time", "end_time"]
 FORMATS = ("csv", "parquet")
@@ -45,18 +65,12 @@ def check_format(output_format: str) -> str:
     return output_format
 
 
-def atomic_write(path: Path, writer: Callable[[str], Any]) -> Path:
-    """Call `writer(tmp_path)` for a temp file beside `path`, then rename it onto `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+def atomic_write(path: Path, writer: Callable[[Path], Any]) -> Path:
+    """Call `writer(tmp_path)` for a temp file beside `path`, then rename it onto `path`.
+
+    A thin wrapper of `soundscape.io.atomic_write` (creates missing folders).
+    """
+    return _atomic_write(path, writer, make_parents=True)
 
 
 def write_table(frame: pd.DataFrame, path: Path, output_format: str) -> Path:
@@ -77,8 +91,16 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def file_key(path: str | Path) -> str:
-    """Absolute path used to recognise a recording across runs."""
-    return str(Path(path).resolve())
+    """Absolute path used to recognise a recording across runs.
+
+    Symbolic links are resolved; a path that cannot be resolved (a symbolic link loop)
+    gives its absolute path, so the recording fails later with a clear message instead
+    of stopping the run here.
+    """
+    try:
+        return str(Path(path).resolve())
+    except (RuntimeError, OSError):  # RuntimeError: symlink loop (Python < 3.13)
+        return os.path.abspath(os.fspath(path))
 
 
 def file_stamp(path: str | Path) -> dict:
@@ -87,8 +109,34 @@ def file_stamp(path: str | Path) -> dict:
     return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
 
 
+def _parse_records(data: bytes) -> tuple[list[dict], int]:
+    """Manifest records in `data` and the number of bytes up to the last complete line."""
+    end = data.rfind(b"\n") + 1
+    records = []
+    for line in data[:end].splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:  # a line cut by an interrupted run
+            continue
+        if isinstance(entry, dict) and "key" in entry and "output" in entry:
+            records.append(entry)
+    return records, end
+
+
+def _score_files(root: Path) -> set[str]:
+    """Score tables in ``root/scores`` (relative to root), temp files left out."""
+    folder = root / "scores"
+    if not folder.is_dir():
+        return set()
+    return {f"scores/{p.name}" for p in folder.iterdir()
+            if p.suffix in (".csv", ".parquet") and not is_temp_file(p.name) and p.is_file()}
+
+
 class OutputFolder:
-    """The output folder of one `predict_recordings` run (see the module docstring)."""
+    """The output folder of one `predict_recordings` run (see the module docstring).
+
+    Safe for concurrent jobs on one folder: see the module docstring.
+    """
 
     def __init__(self, root: str | Path, settings: dict, output_format: str, overwrite: bool = False):
         self.root = Path(root)
@@ -96,45 +144,134 @@ class OutputFolder:
         self.root.mkdir(parents=True, exist_ok=True)
         self.manifest = self.root / "manifest.jsonl"
         self.errors_path = self.root / "errors.csv"
+        self.lock_path = self.root / ".lock"
+        self.claims_dir = self.root / "claims"
+        self._claims: dict[str, int] = {}
+        self._manifest_id: tuple[int, int] | None = None
+        self._manifest_offset = 0
+        self.done: dict[str, dict] = {}
+        clean_stale_temp_files(self.root)
+        clean_stale_temp_files(self.root / "scores")
         run = self.root / "run.json"
-        if run.exists() and not overwrite:
-            try:
-                previous = json.loads(run.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                previous = None
-            if previous != settings:
-                changed = sorted(k for k in set(settings) | set(previous or {})
-                                 if (previous or {}).get(k) != settings.get(k))
-                raise ParameterError(
-                    f"{self.root} holds results of a run with other settings (differing: "
-                    f"{changed}); use another output_dir or pass overwrite=True to start over"
-                )
-        if overwrite and self.manifest.exists():
-            self.manifest.unlink()
-        atomic_write(run, lambda tmp: Path(tmp).write_text(json.dumps(settings, indent=1, sort_keys=True),
-                                                            encoding="utf-8"))
-        self.done = self._read_manifest()
-        # rewrite it without lines cut by an interrupted run, so appends start on a new line
-        if self.manifest.exists():
-            text = "".join(json.dumps(e) + "\n" for e in self.done.values())
-            atomic_write(self.manifest, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        with self._locked():
+            if run.exists() and not overwrite:
+                try:
+                    previous = json.loads(run.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    previous = None
+                if previous != settings:
+                    changed = sorted(k for k in set(settings) | set(previous or {})
+                                     if (previous or {}).get(k) != settings.get(k))
+                    raise ParameterError(
+                        f"{self.root} holds results of a run with other settings (differing: "
+                        f"{changed}); use another output_dir or pass overwrite=True to start over"
+                    )
+            if overwrite:  # start over: results of earlier runs go
+                for rel in _score_files(self.root):
+                    (self.root / rel).unlink(missing_ok=True)
+                self.manifest.unlink(missing_ok=True)
+                self.errors_path.unlink(missing_ok=True)
+            if not run.exists() or overwrite:
+                write_json(settings, run, indent=1, sort_keys=True)
+        self._refresh()
+
+    # ------------------------------------------------------------------ locking
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the folder's exclusive lock (``.lock``; no-op without fcntl)."""
+        if fcntl is None:
+            yield
+            return
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def claim(self, path: str | Path) -> bool:
+        """Claim recording `path` for this job; False when another live job holds it.
+
+        A job should score only the recordings it could claim, and `release` them when
+        done (the claim also ends when the process does, however it ends). Always True
+        without fcntl (no concurrency control there).
+        """
+        key = file_key(path)
+        if key in self._claims or fcntl is None:
+            return True
+        self.claims_dir.mkdir(exist_ok=True)
+        lock = self.claims_dir / (self.score_path(path).stem + ".lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # BlockingIOError: another job holds it
+            os.close(fd)
+            return False
+        self._claims[key] = fd
+        return True
+
+    def release(self, path: str | Path) -> None:
+        """End this job's claim of `path` (no-op if it holds none)."""
+        fd = self._claims.pop(file_key(path), None)
+        if fd is not None:
+            os.close(fd)
+
+    def release_all(self) -> None:
+        """End all claims of this job."""
+        for fd in self._claims.values():
+            os.close(fd)
+        self._claims.clear()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.release_all()
+
+    # ------------------------------------------------------------------ manifest
+    def _refresh(self) -> None:
+        """Read the manifest records appended since the last read (by any job)."""
+        try:
+            with open(self.manifest, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                ident = (st.st_dev, st.st_ino)
+                if ident != self._manifest_id or st.st_size < self._manifest_offset:
+                    self._manifest_id, self._manifest_offset = ident, 0  # a new file: all of it
+                    self.done = {}
+                fh.seek(self._manifest_offset)
+                data = fh.read()
+        except FileNotFoundError:
+            self._manifest_id, self._manifest_offset, self.done = None, 0, {}
+            return
+        records, used = _parse_records(data)
+        self._manifest_offset += used
+        for entry in records:
+            self.done[entry["key"]] = entry
 
     def _read_manifest(self) -> dict[str, dict]:
-        done: dict[str, dict] = {}
-        if not self.manifest.exists():
-            return done
-        for line in self.manifest.read_text(encoding="utf-8").splitlines():
+        self._refresh()
+        return self.done
+
+    def _append(self, entry: dict) -> None:
+        """Append one record: a single O_APPEND write, under the folder lock."""
+        line = (json.dumps(entry) + "\n").encode("utf-8")
+        with self._locked():
+            fd = os.open(self.manifest, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
             try:
-                entry = json.loads(line)
-            except ValueError:  # a line cut by an interrupted run
-                continue
-            if isinstance(entry, dict) and "key" in entry:
-                done[entry["key"]] = entry
-        return done
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    line = b"\n" + line  # after a line cut by an interrupted run
+                while line:
+                    line = line[os.write(fd, line):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def finished(self, path: str | Path) -> Path | None:
-        """The score file of `path` if an earlier run finished it and it is unchanged."""
-        entry = self.done.get(file_key(path))
+        """The score file of `path` if a run (this one, an earlier or a concurrent one)
+        finished it and the recording is unchanged."""
+        key = file_key(path)
+        if key not in self.done:
+            self._refresh()  # another job may have finished it since
+        entry = self.done.get(key)
         if entry is None:
             return None
         try:
@@ -151,37 +288,63 @@ class OutputFolder:
     def write(self, path: str | Path, scores: pd.DataFrame) -> Path:
         """Write one recording's scores, then record it in the manifest."""
         out = write_table(scores, self.score_path(path), self.format)
-        entry = {"key": file_key(path), "file": str(path), "output": str(out.relative_to(self.root)),
+        entry = {"key": file_key(path), "file": str(path), "output": out.relative_to(self.root).as_posix(),
                  "n_windows": int(len(scores)), **file_stamp(path)}
-        with open(self.manifest, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        self._append(entry)
         self.done[entry["key"]] = entry
         return out
 
     def write_errors(self, errors: pd.DataFrame) -> Path:
-        return atomic_write(self.errors_path,
-                            lambda tmp: errors.to_csv(tmp, index=False, lineterminator="\n"))
+        """Write ``errors.csv``: `errors` plus the rows of earlier or concurrent jobs for
+        recordings not in `errors` and not scored since."""
+        with self._locked():
+            self._refresh()
+            frame = errors
+            if self.errors_path.exists():
+                try:
+                    previous = pd.read_csv(self.errors_path, dtype=str, keep_default_na=False)
+                except (OSError, ValueError):
+                    previous = None
+                if previous is not None and {"file", "error"} <= set(previous.columns):
+                    new = set(errors["file"].astype(str))
+                    keep = [f not in new and file_key(f) not in self.done for f in previous["file"]]
+                    if any(keep):
+                        frame = pd.concat([errors, previous.loc[keep, ["file", "error"]]],
+                                          ignore_index=True)
+            return atomic_write(self.errors_path,
+                                lambda tmp: frame.to_csv(tmp, index=False, lineterminator="\n"))
 
 
 def read_scores(output_dir: str | Path) -> pd.DataFrame:
     """All score tables of a `predict_recordings` output folder as one table.
 
     Returns a DataFrame indexed by ``(file, start_time, end_time)``, one column per
-    class, in manifest order.
+    class, in manifest order. The manifest is checked against the score files: a
+    recording in the manifest whose score file is missing, and a score file the
+    manifest does not list (a job stopped between writing it and recording it, or a
+    concurrent job is writing it now), are left out with a warning naming them.
     """
     root = Path(output_dir)
     manifest = root / "manifest.jsonl"
     if not manifest.exists():
         raise FileNotFoundError(f"{root}: no manifest.jsonl; not a predict_recordings output folder")
+    records, _ = _parse_records(manifest.read_bytes() + b"\n")
     outputs: dict[str, str] = {}
-    for line in manifest.read_text(encoding="utf-8").splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        outputs[entry["key"]] = entry["output"]
+    for entry in records:
+        outputs[entry["key"]] = str(entry["output"]).replace(os.sep, "/")
+    missing = [out for out in outputs.values() if not (root / out).is_file()]
+    unlisted = sorted(_score_files(root) - set(outputs.values()))
+    if missing:
+        warnings.warn(
+            f"{root}: {len(missing)} recording(s) listed in manifest.jsonl have no score file "
+            f"(e.g. {missing[0]}); they are left out. Re-run predict_recordings with this "
+            "output_dir to score them again.", UserWarning, stacklevel=2)
+    if unlisted:
+        warnings.warn(
+            f"{root}: {len(unlisted)} score file(s) are not listed in manifest.jsonl (e.g. "
+            f"{unlisted[0]}): a run stopped between writing and recording them, or one is "
+            "still running; they are left out. Re-run predict_recordings with this output_dir "
+            "to finish them.", UserWarning, stacklevel=2)
     tables = [read_table(root / out) for out in outputs.values() if (root / out).is_file()]
     if not tables:
         return pd.DataFrame(index=pd.MultiIndex.from_arrays([[], [], []], names=INDEX))

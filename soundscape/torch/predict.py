@@ -369,7 +369,10 @@ def predict_recordings(
     output_dir : path, optional
         Write one score table per recording as soon as it is done (atomically), a
         ``manifest.jsonl`` of finished recordings, ``run.json`` and ``errors.csv``. A
-        re-run with the same folder skips recordings already done (resume).
+        re-run with the same folder skips recordings already done (resume). Jobs run at
+        the same time on one folder split the work: a recording another live job is
+        scoring is left to it (``attrs["summary"]["n_claimed_by_other_jobs"]``), and
+        `read_scores(output_dir)` reads the whole table afterwards.
     output_format : {"csv", "parquet"}
         Format of the per-recording tables; parquet needs pyarrow.
     activation : {"auto", "softmax", "sigmoid", None}
@@ -427,11 +430,15 @@ def predict_recordings(
     errors: dict[int, dict] = {}
     plans = []
     n_skipped = 0
+    n_claimed_elsewhere = 0
     for k, path in enumerate(paths):
         done = out.finished(path) if out is not None else None
         if done is not None:
             results[k] = read_table(done)
             n_skipped += 1
+            continue
+        if out is not None and not out.claim(path):  # another live job is scoring it
+            n_claimed_elsewhere += 1
             continue
         try:
             plans.append((k, plan_windows(path, prep, clip_overlap, final_clip)))
@@ -468,6 +475,7 @@ def predict_recordings(
         frame = pd.DataFrame(st["scores"], index=index, columns=classes)
         if out is not None:
             out.write(plan.path, frame)
+            out.release(plan.path)
         results[k] = frame
         bar_files.update(1)
 
@@ -533,6 +541,8 @@ def predict_recordings(
     finally:
         stop.set()
         items.close()  # joins the background threads
+        if out is not None:
+            out.release_all()
         model.train(was_training)
         bar_windows.close()
         bar_files.close()
@@ -549,6 +559,7 @@ def predict_recordings(
         "n_failed": len(error_list), "n_windows": int(n_windows - sum(
             len(p) for k, p in plans if k in errors)), "seconds": round(seconds, 3),
         "max_chunk_samples": int(stats["max_chunk_samples"]), "precision": prec.name,
+        "n_claimed_by_other_jobs": n_claimed_elsewhere,
     }
     table.attrs["errors"] = error_list
     table.attrs["summary"] = summary

@@ -28,8 +28,9 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from ..errors import ParameterError, TrainingError
+from ..errors import ModelFileError, ParameterError, TrainingError
 from ..helpers import atomic_path
+from ..io import clean_stale_temp_files
 from ..runtime import default_loader_settings, resolve_device, resolve_precision, worker_init
 from ..metrics import (
     array_record,
@@ -41,7 +42,7 @@ from ..metrics import (
     single_target_metrics,
     to_json,
 )
-from ..model_file import Detector, atomic_torch_save, model_payload
+from ..model_file import Detector, _torch_load, atomic_torch_save, model_payload
 from ..preprocessing import Preprocessing
 from ..recipes import Recipe, dataset_labels, mixed_loss, mixup
 from ..models import PICKLED_MODULE, default_preprocessing, identify
@@ -58,6 +59,7 @@ LOGGED_MULTI = (
 )
 BEST_MODEL = "best.model"
 _CHECKPOINT = re.compile(r"^epoch-(\d+)\.tar$")
+_TRAIN_TRUST_HINT = "pass trusted=True to train() (as to load_model(path, trusted=True))"
 
 
 # --------------------------------------------------------------------------- skipping bad clips
@@ -275,6 +277,7 @@ def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, ep
     run.precision = resolve_precision(precision, device)
     run.precision.prepare(network)
     run.save_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale_temp_files(run.save_dir)  # left by saves of earlier runs that were killed
     generator = torch.Generator()
     if seed is not None:
         generator.manual_seed(seed)
@@ -482,12 +485,19 @@ def _update_best(run: _Run, record: dict) -> None:
             run.best_state = copy.deepcopy(run.network.state_dict())
 
 
-def _restore_best(run: _Run) -> None:
-    """Load the best epoch's weights into the network (kept in memory, else from best.model)."""
+def _restore_best(run: _Run, trusted: bool = False) -> None:
+    """Load the best epoch's weights into the network (kept in memory, else from best.model).
+
+    ``best.model`` is read like `load_model` reads it: a pickled network of your own
+    classes in it needs `trusted` (train's ``trusted=True``).
+    """
     state = run.best_state
-    if state is None and (run.save_dir / BEST_MODEL).exists():
-        state = torch.load(str(run.save_dir / BEST_MODEL), map_location="cpu",
-                           weights_only=run.architecture != PICKLED_MODULE)["state_dict"]
+    path = run.save_dir / BEST_MODEL
+    if state is None and path.exists():
+        try:
+            state = _torch_load(path, trusted, hint=_TRAIN_TRUST_HINT)["state_dict"]
+        except ModelFileError as exc:
+            raise ModelFileError(f"restore_best: {exc}") from exc
     if state is not None:
         run.network.load_state_dict(state)
 
@@ -509,20 +519,25 @@ def latest_checkpoint(path: str | Path) -> Path:
 def _load_checkpoint(path: Path, trusted: bool) -> dict:
     """Load a checkpoint without running code from it, unless `trusted`.
 
-    Checkpoints of unregistered (pickled) networks need `trusted`; train() passes it
-    when the model being trained is such a network itself.
+    Checkpoints hold tensors, plain values and, for a network that is not a registered
+    architecture, the pickled network. Without `trusted` (train's ``trusted=True``) only
+    torch/torchvision layer classes are allowed in it (as `load_model` allows them); a
+    network of your own classes, or anything else, raises ModelFileError.
     """
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=not trusted)
+        return _torch_load(path, trusted, hint=_TRAIN_TRUST_HINT)
+    except ModelFileError as exc:
+        raise ModelFileError(f"resume_from: {exc}") from exc
     except Exception as exc:
         first_line = str(exc).splitlines()[0][:200] if str(exc) else ""
         raise ParameterError(f"resume_from: {path} is not a readable checkpoint "
                              f"({type(exc).__name__}: {first_line})") from exc
 
 
-def _resume(run: _Run, resume_from: str | Path) -> None:
+def _resume(run: _Run, resume_from: str | Path, trusted: bool = False) -> None:
+    """Restore the run's state from a checkpoint (see `_load_checkpoint` for `trusted`)."""
     path = latest_checkpoint(resume_from)
-    ckpt = _load_checkpoint(path, trusted=run.architecture == PICKLED_MODULE)
+    ckpt = _load_checkpoint(path, trusted=trusted)
     if not isinstance(ckpt, dict) or ckpt.get("format") != "soundscape-checkpoint":
         raise ParameterError(
             f"resume_from: {path} is not a checkpoint written by soundscape's train()"
@@ -583,6 +598,7 @@ def train(
     test_dataset: Dataset | None = None,
     metadata: dict | None = None,
     precision: str = "auto",
+    trusted: bool = False,
 ) -> pd.DataFrame:
     """Train `model` and keep the best one by validation macro F1.
 
@@ -635,6 +651,12 @@ def train(
         Number format of the forward pass (`soundscape.runtime.resolve_precision`): "auto"
         trains under bf16 autocast with channels-last on CPUs with native bf16 and on GPUs,
         fp32 elsewhere; losses, metrics and weights stay fp32. Recorded in the model files.
+    trusted : bool
+        Allow `resume_from` checkpoints (and ``best.model``, read back by `restore_best`)
+        to hold arbitrary pickled Python objects: needed to resume a network of your own
+        classes (not a registered architecture), which checkpoints store pickled. Loading
+        pickled code runs it, so pass this only for files from a source you trust (as
+        ``load_model(path, trusted=True)``). Torch/torchvision layers need no trust.
 
     Returns
     -------
@@ -649,6 +671,9 @@ def train(
     ------
     TrainingError
         The loss became NaN (names epoch and batch), or no training clip could be loaded.
+    ModelFileError
+        A checkpoint to resume from holds pickled objects other than torch layers and
+        `trusted` is False.
     """
     recipe = Recipe(lr_schedule, warmup_epochs, label_smoothing, mixup_alpha, class_balance,
                     early_stopping, monitor, restore_best)
@@ -656,7 +681,7 @@ def train(
                  batch_size, num_workers, log_every, scheduler, device, seed, progress_bar,
                  print_logging, recipe, test_dataset, metadata, precision)
     if resume_from is not None:
-        _resume(run, resume_from)
+        _resume(run, resume_from, trusted)
     for epoch in range(run.start_epoch, run.epochs):
         started = time.perf_counter()
         train_out = _run_epoch(run, epoch)
@@ -690,7 +715,7 @@ def train(
                       f"{recipe.early_stopping} epochs (best epoch {run.best_epoch})", flush=True)
             break
     if recipe.restores_best:
-        _restore_best(run)
+        _restore_best(run, trusted)
     if run.print_logging and run.best_epoch is not None:
         best = run.save_dir / BEST_MODEL
         print(f"Training complete. Best model: epoch {run.best_epoch}, saved to {best}", flush=True)

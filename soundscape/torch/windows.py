@@ -152,16 +152,35 @@ class ChunkReader:
         self.close()
 
     def _read_file(self, start: int, stop: int) -> np.ndarray:
+        """Samples `start:stop` as stored (mono float32).
+
+        A file whose data ends less than `soundscape.audio.truncation_allowance` before
+        the frames its header promises is padded with zeros there (a warning gives the
+        shortfall); a larger shortfall is an AudioFileError. MPEG decoder messages are
+        kept off stderr (see `soundscape.audio.quiet_mpeg_decoder`).
+        """
+        from ..audio import quiet_mpeg_decoder, truncation_allowance, warn_truncated
+
+        handle = self.handle
+        mpeg = handle.format == "MP3" or handle.subtype == "MPEG_LAYER_III"
         try:
-            self.handle.seek(start)
-            data = self.handle.read(stop - start, dtype="float32")  # 1-D for mono files
+            with quiet_mpeg_decoder(mpeg):
+                handle.seek(start)
+                data = handle.read(stop - start, dtype="float32")  # 1-D for mono files
         except (soundfile.LibsndfileError, RuntimeError) as exc:
             raise AudioFileError(f"{self.path}: could not decode audio at sample {start} ({exc})") from exc
         if data.shape[0] < stop - start:
-            raise AudioFileError(
-                f"{self.path}: file is truncated: header promises {self.frames} frames but reading "
-                f"stopped at {start + data.shape[0]}"
-            )
+            end, rate = start + data.shape[0], handle.samplerate
+            missing_s, promised_s = (self.frames - end) / rate, self.frames / rate
+            if missing_s > truncation_allowance(promised_s):
+                raise AudioFileError(
+                    f"{self.path}: file is truncated: header promises {self.frames} frames but reading "
+                    f"stopped at {end}"
+                )
+            warn_truncated(self.path, missing_s, promised_s, f"reading stopped at frame {end}; "
+                           "the missing samples are scored as silence")
+            pad = [(0, stop - start - data.shape[0])] + [(0, 0)] * (data.ndim - 1)
+            data = np.pad(data, pad)
         samples = data.mean(axis=1, dtype=np.float32) if data.ndim > 1 else data
         if not np.isfinite(samples).all():
             raise AudioFileError(f"{self.path}: file contains NaN or infinite samples near sample {start}")
@@ -264,23 +283,54 @@ def window_inputs(
 def find_audio_files(files) -> list[str]:
     """Expand `files` (a path, folder, glob string, or list of them) into audio file paths.
 
-    A folder gives all audio files in it, recursively (sorted); paths in a list are kept
-    as given even if missing (they are reported as errors later).
+    A folder gives all audio files in it, recursively (sorted); a glob string gives
+    its matches. Entries that cannot be audio files are kept as given, so that each
+    fails on its own later with a clear message (`soundscape.audio.audio_info`
+    raises it) while the other files are scored: in a list, a missing path, a folder
+    named like an audio file (``x.wav/``) or holding no audio file, a glob pattern
+    that matches nothing; anywhere, a symbolic link with an audio suffix that loops
+    or points nowhere.
+
+    Raises
+    ------
+    FileNotFoundError
+        `files` is a single folder holding no audio file, a single missing path that is
+        not named like an audio file (a missing folder), or a single glob pattern that
+        matches nothing.
+    ParameterError
+        `files` is empty.
     """
-    items = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+    def _unreadable_link(path: Path) -> bool:  # a link that loops or points nowhere
+        try:
+            return path.is_symlink() and not path.exists()
+        except OSError:
+            return True
+
+    single = isinstance(files, (str, os.PathLike))
+    items = [files] if single else list(files)
     out: list[str] = []
     for item in items:
         p = Path(item)
-        if p.is_dir():
-            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
-            if not found:
+        text = os.fspath(item)
+        if _unreadable_link(p):
+            out.append(str(item))  # fails later: "symbolic link loop" / "broken symbolic link"
+        elif p.is_dir():
+            if p.suffix.lower() in AUDIO_SUFFIXES and not single:
+                out.append(str(item))  # fails later: "is a folder, not an audio file"
+                continue
+            found = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES
+                           and (f.is_file() or _unreadable_link(f)))
+            if not found and single:
                 raise FileNotFoundError(f"no audio files ({sorted(AUDIO_SUFFIXES)}) in folder {p}")
-            out.extend(found)
-        elif not p.exists() and isinstance(item, str) and any(c in item for c in "*?["):
+            out.extend(found or [str(item)])  # an empty folder in a list fails on its own
+        elif not p.exists() and isinstance(item, str) and globlib.has_magic(item):
             found = sorted(globlib.glob(item, recursive=True))
-            if not found:
+            if not found and single:
                 raise FileNotFoundError(f"no files match the pattern {item!r}")
-            out.extend(found)
+            out.extend(found or [item])  # fails later: "no files match the pattern"
+        elif single and not p.exists() and (text.endswith((os.sep, "/"))
+                                            or p.suffix.lower() not in AUDIO_SUFFIXES):
+            raise FileNotFoundError(f"no such folder or audio file: {p}")
         else:
             out.append(str(item))
     if not out:

@@ -8,6 +8,7 @@ input, and the output column(s). ``ludwig://NAME`` and ``soundscape://NAME`` nam
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from ..data_selection import train_valid_split
 from ..errors import AnnotationError, ConfigError
 
 __all__ = ["Table", "read_table", "required_columns", "check_columns", "split_table", "SPLITS"]
+
+log = logging.getLogger("soundscape.workflow")
 
 #: split names, in the order of ``split.probabilities``
 SPLITS = ("training", "validation", "test")
@@ -144,17 +147,22 @@ def _fixed_split(frame: pd.DataFrame, column: str, source: str) -> np.ndarray:
     return names.to_numpy(dtype=object)
 
 
-def _random_split(n: int, probabilities, seed: int) -> np.ndarray:
+def _random_split(n: int, probabilities, seed: int, groups=None) -> np.ndarray:
+    """Shuffle and cut by `probabilities`; rows with equal `groups` values stay together
+    (with all values distinct this is the plain row shuffle)."""
     rng = np.random.default_rng(seed)
-    order = rng.permutation(n)
+    codes = np.arange(n) if groups is None else pd.factorize(pd.Series(groups).astype(str))[0]
+    n_groups = int(codes.max()) + 1 if n else 0
+    order = rng.permutation(n_groups)
+    sizes = np.bincount(codes, minlength=n_groups)[order]
+    start = np.cumsum(sizes) - sizes  # rows before each group in the shuffled order
     cuts = np.round(np.cumsum(probabilities)[:2] * n).astype(int)
     cuts[0] = max(cuts[0], 1)
     cuts[1] = max(cuts[1], cuts[0])
-    names = np.empty(n, dtype=object)
-    names[order[: cuts[0]]] = "training"
-    names[order[cuts[0] : cuts[1]]] = "validation"
-    names[order[cuts[1] :]] = "test"
-    return names
+    group_names = np.empty(n_groups, dtype=object)
+    group_names[order] = np.where(start < cuts[0], "training",
+                                  np.where(start < cuts[1], "validation", "test"))
+    return group_names[codes]
 
 
 def _group_split(frame: pd.DataFrame, column: str, probabilities, seed: int, source: str):
@@ -176,10 +184,12 @@ def _group_split(frame: pd.DataFrame, column: str, probabilities, seed: int, sou
     return names
 
 
-def split_table(table: Table, split: dict, seed: int = 42) -> dict[str, pd.DataFrame]:
+def split_table(table: Table, split: dict, seed: int = 42,
+                audio_column: str | None = None) -> dict[str, pd.DataFrame]:
     """Split rows into ``training`` / ``validation`` / ``test`` as ``split:`` in the config says.
 
-    - ``random``: shuffled with ``seed`` and cut by ``probabilities``;
+    - ``random``: shuffled with ``seed`` and cut by ``probabilities``; rows naming the same
+      file in `audio_column` stay on one side (a warning names duplicated files);
     - ``fixed``: a column holding 0/1/2 or train/validation/test;
     - ``group``: whole groups (a column: speaker, site, recording, fold) go to one side.
 
@@ -192,7 +202,14 @@ def split_table(table: Table, split: dict, seed: int = 42) -> dict[str, pd.DataF
     elif kind == "group":
         names = _group_split(frame, split["column"], split["probabilities"], seed, table.source)
     elif kind == "random":
-        names = _random_split(len(frame), split["probabilities"], seed)
+        groups = None
+        if audio_column is not None and audio_column in frame.columns:
+            groups = frame[audio_column]
+            dup = groups[groups.duplicated(keep=False)]
+            if len(dup):
+                log.warning("%s: %d rows name a file that another row names too (e.g. %s); they are "
+                            "kept on one side of the split", table.source, len(dup), dup.iloc[0])
+        names = _random_split(len(frame), split["probabilities"], seed, groups)
     else:  # pragma: no cover - the schema allows only the three
         raise ConfigError(f"split.type: unknown split {kind!r}")
     parts = {name: frame[names == name] for name in SPLITS}

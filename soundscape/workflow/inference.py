@@ -123,7 +123,8 @@ def evaluate(
     check_columns(table, columns)
     frame = table.frame
     if split != "full":
-        frame = split_table(table, conf["split"], conf["trainer"]["seed"])[split]
+        audio = next(f["name"] for f in conf["input_features"] if f["type"] == "audio")
+        frame = split_table(table, conf["split"], conf["trainer"]["seed"], audio_column=audio)[split]
         if frame.empty:
             raise ParameterError(f"{table.source}: the {split} split is empty")
     data = config_dataset(conf, meta, detector.preprocessing, table, frame, desc=f"{split} audio")

@@ -74,7 +74,8 @@ def _tables(dataset, training_set, validation_set, test_set, config: dict, base_
     if dataset is not None:
         table = read_table(dataset, base_dir=base_dir, data_root=data_root)
         check_columns(table, columns)
-        return table, split_table(table, config["split"], config["trainer"]["seed"])
+        return table, split_table(table, config["split"], config["trainer"]["seed"],
+                                  audio_column=_audio_name(config))
     if training_set is None:
         raise AnnotationError("give a data set (dataset=...) or at least training_set=...")
     if config["split"]["type"] in ("fixed", "group"):
@@ -234,6 +235,10 @@ def train(
     if scratch is not None:
         scratch.cleanup()
     return TrainResults(run_dir, model_dir, stats, test_stats, detector, metadata)
+
+
+def _audio_name(config: dict) -> str:
+    return next(f["name"] for f in config["input_features"] if f["type"] == "audio")
 
 
 def _augmentations(trainer: dict) -> dict:

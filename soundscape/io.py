@@ -1,0 +1,210 @@
+"""Writing files safely: the one atomic-write implementation of the package.
+
+Every file soundscape writes (model files, training checkpoints, metrics, cached arrays,
+score tables, JSON records) goes through `atomic_path`: the data is written to a
+temporary file in the same folder, which then replaces the target with `os.replace`.
+Readers never see half a file, and a failed write leaves the old file as it was.
+
+Temporary files are created by the writer with ``open()``, so they get the ordinary
+permissions of a new file (``0o666`` less the process umask), not the ``0o600`` of
+`tempfile.mkstemp`; the renamed file keeps them.
+
+Temporary names follow one pattern, ``.<name>.<pid>-<8 hex>.tmp<suffix>``, e.g.
+``.epoch-2.tar.4711-1a2b3c4d.tmp.tar`` (the suffix is kept so that writers that look at
+the extension, such as ``numpy.save``, behave). A process killed during a save leaves
+such a file behind; `clean_stale_temp_files` removes them once their writer is gone.
+
+Notes
+-----
+``soundscape.workflow.runs.write_json`` still holds its own JSON conversion; it can be
+folded into `write_json` here (it already writes through `atomic_path`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+__all__ = ["atomic_path", "atomic_write", "write_json", "temp_path_for", "is_temp_file",
+           "clean_stale_temp_files", "STALE_AFTER_S"]
+
+logger = logging.getLogger("soundscape.io")
+
+#: temporary files of `atomic_path`: ``.<name>.<pid>-<token>.tmp<suffix>``
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-(?P<token>[0-9a-f]{8})\.tmp(?P<suffix>\.[^./]*)?$")
+#: temporary files of soundscape versions before this module (``tempfile.mkstemp`` and
+#: the old helpers.atomic_path); they hold no process id, so only their age counts
+_LEGACY_TEMP = (
+    re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$"),  # outputs / annotations: .x.csv.XXXXXXXX.tmp
+    re.compile(r"^\..+\.(?:model|tar|pt|pth)\.[a-z0-9_]{8}$"),  # model files: .epoch-2.tar.XXXXXXXX
+    re.compile(r"^\..+\.[0-9a-f]{8}\.tmp(?:\.[A-Za-z0-9]+)?$"),  # helpers: .metrics.1a2b3c4d.tmp.csv
+    re.compile(r"^tmp[a-z0-9_]{8}\.tmp$"),  # cache: tmpXXXXXXXX.tmp
+)
+#: default age (seconds) after which `clean_stale_temp_files` removes a temp file whose
+#: writer is not running (an hour: no save takes that long without touching its file)
+STALE_AFTER_S = 3600.0
+#: temp files older than this are removed even if a process with their pid runs (the
+#: pid was reused by another program, or the writer hangs)
+_ABANDONED_AFTER_S = 24 * 3600.0
+
+
+def temp_path_for(path: str | os.PathLike) -> Path:
+    """A fresh temporary path beside `path` (same folder, same suffix), in the package's pattern."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
+
+
+def is_temp_file(name: str | os.PathLike) -> bool:
+    """True when `name` (a file name or path) is a temporary file of `atomic_path`, old or new."""
+    name = Path(name).name
+    return bool(_TEMP.match(name)) or any(p.match(name) for p in _LEGACY_TEMP)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, make_parents: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; move it onto `path` when the block succeeds.
+
+    The block must create the file at the yielded path (e.g. ``torch.save(obj, tmp)``).
+    It replaces `path` with `os.replace` only if the block exits without error;
+    otherwise it is removed and `path` is left as it was.
+
+    Parameters
+    ----------
+    path : path
+        The file to write.
+    make_parents : bool
+        Create missing parent folders; by default a missing folder is an error.
+
+    Raises
+    ------
+    FileNotFoundError
+        The folder of `path` does not exist (and `make_parents` is False), or the block
+        wrote nothing.
+
+    Examples
+    --------
+    >>> with atomic_path("model.pt") as tmp:  # doctest: +SKIP
+    ...     torch.save(state, tmp)
+    """
+    path = Path(path)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist")
+    tmp = temp_path_for(path)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"nothing was written to the temporary file for {path}")
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
+def atomic_write(path: str | os.PathLike, writer: Callable[[Path], Any], *,
+                 make_parents: bool = False) -> Path:
+    """Call ``writer(tmp_path)`` and atomically move the result onto `path`; return `path`.
+
+    See `atomic_path` for `make_parents` and the errors.
+    """
+    with atomic_path(path, make_parents=make_parents) as tmp:
+        writer(tmp)
+    return Path(path)
+
+
+def write_json(obj: Any, path: str | os.PathLike, *, indent: int | None = 2,
+               sort_keys: bool = False, make_parents: bool = True) -> Path:
+    """Write `obj` as JSON (UTF-8, ending with a newline) atomically; return the path.
+
+    `obj` must hold JSON values only (convert numpy values first); NaN and infinity are
+    refused (ValueError) rather than written as invalid JSON.
+    """
+    text = json.dumps(obj, indent=indent, sort_keys=sort_keys, allow_nan=False) + "\n"
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"),
+                        make_parents=make_parents)
+
+
+def _pid_running(pid: int) -> bool:
+    """True when a process `pid` exists on this machine (or cannot be checked)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError as exc:  # e.g. not supported: assume it runs
+        return exc.errno != errno.ESRCH
+    return True
+
+
+def clean_stale_temp_files(folder: str | os.PathLike, older_than_s: float = STALE_AFTER_S,
+                           recursive: bool = False) -> list[Path]:
+    """Remove temporary files that interrupted saves left in `folder`; return those removed.
+
+    A temporary file of `atomic_path` (``.<name>.<pid>-<token>.tmp<suffix>``) is removed
+    when it was last modified more than `older_than_s` seconds ago and no process with
+    its pid runs on this machine (or it is over a day old, whatever runs). Temp files of
+    older soundscape versions, which name no process, are removed on age alone. A file
+    another process is still writing is therefore left alone: its writer runs, and it
+    is being modified. The age threshold also protects writers on other machines
+    sharing the folder.
+
+    Parameters
+    ----------
+    folder : path
+        Folder to clean; a missing folder is nothing to clean.
+    older_than_s : float
+        Minimum age in seconds (default an hour); 0 removes every temp file whose
+        writer is gone.
+    recursive : bool
+        Also clean subfolders.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    now = time.time()
+    removed = []
+    entries = folder.rglob(".*") if recursive else folder.iterdir()
+    candidates = list(entries)
+    if recursive:
+        candidates += list(folder.rglob("tmp*.tmp"))
+    for entry in candidates:
+        name = entry.name
+        match = _TEMP.match(name)
+        if not match and not any(p.match(name) for p in _LEGACY_TEMP):
+            continue
+        try:
+            st = entry.lstat()
+        except OSError:
+            continue
+        if not entry.is_file() or entry.is_symlink():
+            continue
+        age = now - st.st_mtime
+        if age < older_than_s:
+            continue
+        if match:
+            pid = int(match["pid"])
+            if pid == os.getpid() or (_pid_running(pid) and age < _ABANDONED_AFTER_S):
+                continue
+        try:
+            entry.unlink()
+        except OSError as exc:
+            logger.warning("could not remove stale temporary file %s: %s", entry, exc)
+            continue
+        removed.append(entry)
+    if removed:
+        logger.info("removed %d stale temporary file(s) left by interrupted saves in %s "
+                    "(e.g. %s)", len(removed), folder, removed[0].name)
+    return removed
