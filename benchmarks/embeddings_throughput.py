@@ -6,7 +6,8 @@ Each configuration embeds the same 3-s, 48-kHz windows (first 3 s of ESC-10 clip
 white noise when ../shared/data is absent; the model's cost does not depend on the
 content) with ``BirdNET(batch_size=B, num_threads=T).embed``, after one warm-up call.
 Rows: windows per second and the real-time factor (seconds of audio embedded per
-second of wall time), the median of ``--repeats`` timed passes (interleaved across configurations). The one-off costs
+second of wall time), the median of ``--repeats`` timed passes (interleaved across
+configurations). The one-off costs
 (reading the model and rewriting its outputs, building the interpreter, allocating
 it for a batch size) are reported separately.
 

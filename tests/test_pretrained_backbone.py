@@ -1,4 +1,4 @@
-"""The Backbone interface, the registry and the missing-extra errors (no optional packages needed)."""
+"""Backbone interface, registry and missing-extra errors (needs no optional package)."""
 
 import copy
 import pickle
@@ -155,7 +155,9 @@ def test_birdnet_without_litert_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
     monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
     model = BirdNET()  # labels load without the runtime
-    with pytest.raises(MissingExtraError, match=r'ai_edge_litert.*pip install "soundscape\[birdnet\]"'):
+    with pytest.raises(
+        MissingExtraError, match=r'ai_edge_litert.*pip install "soundscape\[birdnet\]"'
+    ):
         model.embed(torch.zeros(1, model.clip_samples))
 
 

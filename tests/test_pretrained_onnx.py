@@ -11,7 +11,9 @@ import torch
 from soundscape.errors import ParameterError
 from soundscape.pretrained import OnnxBackbone, get_backbone
 
-pytest.importorskip("onnxruntime", reason='ONNX tests need the onnx extra: pip install "soundscape[onnx]"')
+pytest.importorskip(
+    "onnxruntime", reason='ONNX tests need the onnx extra: pip install "soundscape[onnx]"'
+)
 pytest.importorskip("onnx", reason='ONNX tests need the onnx extra: pip install "soundscape[onnx]"')
 
 SAMPLE_RATE = 8000
@@ -42,9 +44,17 @@ def export(model: torch.nn.Module, channel_axis: bool = False) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter is deprecated but offline-safe
         torch.onnx.export(
-            model.eval(), (example,), buffer, input_names=["waveform"],
-            output_names=["embedding", "logits"], dynamo=False,
-            dynamic_axes={"waveform": {0: "batch"}, "embedding": {0: "batch"}, "logits": {0: "batch"}},
+            model.eval(),
+            (example,),
+            buffer,
+            input_names=["waveform"],
+            output_names=["embedding", "logits"],
+            dynamo=False,
+            dynamic_axes={
+                "waveform": {0: "batch"},
+                "embedding": {0: "batch"},
+                "logits": {0: "batch"},
+            },
         )
     return buffer.getvalue()
 
@@ -86,8 +96,14 @@ def waveforms(request):
 
 
 def test_round_trip_matches_torch(torch_model, onnx_file, waveforms):
-    backbone = get_backbone("onnx", path=onnx_file, sample_rate=SAMPLE_RATE, clip_duration=CLIP_DURATION)
-    assert backbone.embedding_size == 16 and backbone.classes == [] and backbone.clip_samples == SAMPLES
+    backbone = get_backbone(
+        "onnx", path=onnx_file, sample_rate=SAMPLE_RATE, clip_duration=CLIP_DURATION
+    )
+    assert (
+        backbone.embedding_size == 16
+        and backbone.classes == []
+        and backbone.clip_samples == SAMPLES
+    )
     with torch.no_grad():
         expected, _ = torch_model(waveforms)
     embeddings = backbone.embed(waveforms)
@@ -99,15 +115,24 @@ def test_round_trip_matches_torch(torch_model, onnx_file, waveforms):
 
 def test_logits_output_and_classes(torch_model, onnx_file, waveforms):
     backbone = OnnxBackbone(
-        onnx_file, SAMPLE_RATE, CLIP_DURATION, output_name="embedding",
-        logits_name="logits", classes=["a", "b", "c"], output="logits",
+        onnx_file,
+        SAMPLE_RATE,
+        CLIP_DURATION,
+        output_name="embedding",
+        logits_name="logits",
+        classes=["a", "b", "c"],
+        output="logits",
     )
     with torch.no_grad():
         _, expected = torch_model(waveforms)
     torch.testing.assert_close(backbone(waveforms), expected, rtol=1e-4, atol=1e-5)
     with pytest.raises(ParameterError, match="3 columns but 2 classes"):
-        OnnxBackbone(onnx_file, SAMPLE_RATE, CLIP_DURATION, logits_name="logits", classes=["a", "b"])
-    with pytest.raises(ParameterError, match=r"output_name='nope' is not an output.*\['embedding', 'logits'\]"):
+        OnnxBackbone(
+            onnx_file, SAMPLE_RATE, CLIP_DURATION, logits_name="logits", classes=["a", "b"]
+        )
+    with pytest.raises(
+        ParameterError, match=r"output_name='nope' is not an output.*\['embedding', 'logits'\]"
+    ):
         OnnxBackbone(onnx_file, SAMPLE_RATE, CLIP_DURATION, output_name="nope")
     with pytest.raises(ParameterError, match="shape \\(batch, 4000\\)"):
         OnnxBackbone(onnx_file, SAMPLE_RATE, CLIP_DURATION).embed(torch.zeros(1, 8000))
@@ -136,9 +161,10 @@ def test_load_state_dict_swaps_in_another_model(onnx_file, waveforms, tmp_path):
     source = OnnxBackbone(other_path, SAMPLE_RATE, CLIP_DURATION)
     assert source.model_bytes.shape != target.model_bytes.shape
     net = torch.nn.Sequential(target, torch.nn.Linear(16, 1))
-    net.load_state_dict({"0." + k: v for k, v in source.state_dict().items()} | {
-        "1." + k: v for k, v in net[1].state_dict().items()
-    })
+    net.load_state_dict(
+        {"0." + k: v for k, v in source.state_dict().items()}
+        | {"1." + k: v for k, v in net[1].state_dict().items()}
+    )
     assert torch.equal(net[0].embed(waveforms), source.embed(waveforms))
 
 

@@ -26,8 +26,18 @@ from .birdnet_location import local_species, species_occurrence
 from .onnx_model import OnnxBackbone
 
 __all__ = [
-    "Backbone", "register_backbone", "get_backbone", "backbones",
-    "BirdNET", "BIRDNET_LICENSE", "birdnet_files", "scores_from_logits", "split_label",
-    "species_occurrence", "local_species",
-    "OnnxBackbone", "MissingExtraError", "install_hint",
+    "Backbone",
+    "register_backbone",
+    "get_backbone",
+    "backbones",
+    "BirdNET",
+    "BIRDNET_LICENSE",
+    "birdnet_files",
+    "scores_from_logits",
+    "split_label",
+    "species_occurrence",
+    "local_species",
+    "OnnxBackbone",
+    "MissingExtraError",
+    "install_hint",
 ]

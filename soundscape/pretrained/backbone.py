@@ -83,8 +83,8 @@ class Backbone(torch.nn.Module):
             raise ParameterError(f"output must be one of {_OUTPUTS}, got {value!r}")
         if value == "logits" and not self.classes:
             raise ParameterError(
-                f"output='logits' needs a backbone with classes; {self.name or type(self).__name__!r} "
-                "has none (it only produces embeddings)"
+                "output='logits' needs a backbone with classes; "
+                f"{self.name or type(self).__name__!r} has none (it only produces embeddings)"
             )
         self._output = value
 
@@ -300,7 +300,8 @@ def get_backbone(name_or_obj: str | Backbone, **kwargs: Any) -> Backbone:
         return name_or_obj
     if not isinstance(name_or_obj, str):
         raise ParameterError(
-            f"backbone must be a name from {backbones()} or a Backbone, got {type(name_or_obj).__name__}"
+            f"backbone must be a name from {backbones()} or a Backbone, "
+            f"got {type(name_or_obj).__name__}"
         )
     if name_or_obj not in _REGISTRY:
         raise ParameterError(f"unknown backbone {name_or_obj!r}; known backbones: {backbones()}")

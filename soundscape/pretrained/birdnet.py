@@ -112,7 +112,11 @@ def birdnet_files(model_dir: str | os.PathLike | None = None) -> BirdNETFiles:
         where = f"model_dir={str(model_dir)!r}"
         if not folder.is_dir():
             raise WeightsNotFoundError(f"BirdNET model_dir {str(folder)!r} is not a folder")
-    model, labels, location = folder / MODEL_FILE, folder / LABELS_FILE, folder / LOCATION_MODEL_FILE
+    model, labels, location = (
+        folder / MODEL_FILE,
+        folder / LABELS_FILE,
+        folder / LOCATION_MODEL_FILE,
+    )
     for path in (model, labels):
         if not path.is_file():
             raise WeightsNotFoundError(
@@ -236,7 +240,9 @@ class BirdNET(Backbone):
         self._indices: dict[str, int] = {}
 
     # ------------------------------------------------------------------ public helpers
-    def scores(self, waveforms: torch.Tensor | np.ndarray, sensitivity: float = 1.0) -> torch.Tensor:
+    def scores(
+        self, waveforms: torch.Tensor | np.ndarray, sensitivity: float = 1.0
+    ) -> torch.Tensor:
         """BirdNET confidence scores per label (see `scores_from_logits`).
 
         Parameters
@@ -263,12 +269,18 @@ class BirdNET(Backbone):
             chunk = waveforms[start : start + step]
             count = len(chunk)
             if count < self._allocated_batch:
-                chunk = np.concatenate([chunk, np.zeros((step - count, chunk.shape[1]), np.float32)])
+                chunk = np.concatenate(
+                    [chunk, np.zeros((step - count, chunk.shape[1]), np.float32)]
+                )
             interpreter.set_tensor(self._indices["input"], chunk)
             interpreter.invoke()
-            embeddings[start : start + count] = interpreter.get_tensor(self._indices["embedding"])[:count]
+            embeddings[start : start + count] = interpreter.get_tensor(self._indices["embedding"])[
+                :count
+            ]
             if scores is not None:
-                scores[start : start + count] = interpreter.get_tensor(self._indices["logits"])[:count]
+                scores[start : start + count] = interpreter.get_tensor(self._indices["logits"])[
+                    :count
+                ]
         return embeddings, scores
 
     def _ready_interpreter(self):
@@ -290,7 +302,9 @@ class BirdNET(Backbone):
             "ai_edge_litert.interpreter", "birdnet", "The 'birdnet' backbone", note=_license_note()
         )
         original = self.files.model.read_bytes()
-        self._model_content = add_outputs(original, [EMBEDDING_TENSOR], source=str(self.files.model))
+        self._model_content = add_outputs(
+            original, [EMBEDDING_TENSOR], source=str(self.files.model)
+        )
         interpreter = interpreter_module.Interpreter(
             model_content=self._model_content, num_threads=self.num_threads
         )
@@ -309,4 +323,6 @@ class BirdNET(Backbone):
         return interpreter
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", num_threads={self.num_threads}, batch_size={self.batch_size}"
+        return (
+            super().extra_repr() + f", num_threads={self.num_threads}, batch_size={self.batch_size}"
+        )

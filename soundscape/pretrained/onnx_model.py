@@ -94,7 +94,9 @@ class OnnxBackbone(Backbone):
         self.output = output
 
     @classmethod
-    def from_state_dict(cls, state_dict: Mapping[str, Any], output: Output = "embedding") -> "OnnxBackbone":
+    def from_state_dict(
+        cls, state_dict: Mapping[str, Any], output: Output = "embedding"
+    ) -> "OnnxBackbone":
         """Rebuild a backbone from its ``state_dict()`` (no ONNX file needed)."""
         if "model_bytes" not in state_dict or _EXTRA_KEY not in state_dict:
             raise ModelFileError(
@@ -111,7 +113,9 @@ class OnnxBackbone(Backbone):
         if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
             raise ParameterError(f"sample_rate must be a positive integer (Hz), got {rate!r}")
         if not isinstance(duration, (int, float)) or not np.isfinite(duration) or duration <= 0:
-            raise ParameterError(f"clip_duration must be a positive number of seconds, got {duration!r}")
+            raise ParameterError(
+                f"clip_duration must be a positive number of seconds, got {duration!r}"
+            )
         threads = config["num_threads"]
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ParameterError(f"num_threads must be a positive integer, got {threads!r}")
@@ -137,10 +141,14 @@ class OnnxBackbone(Backbone):
             self.output_name = outputs[0]
         for label, value in (("output_name", self.output_name), ("logits_name", self.logits_name)):
             if value is not None and value not in outputs:
-                raise ParameterError(f"{label}={value!r} is not an output of {self.source}; outputs: {outputs}")
+                raise ParameterError(
+                    f"{label}={value!r} is not an output of {self.source}; outputs: {outputs}"
+                )
         if (self.logits_name is None) != (not self.classes):
             raise ParameterError("logits_name and classes must be given together (or neither)")
-        embeddings, logits = self._run(np.zeros((1, self.clip_samples), np.float32), bool(self.classes))
+        embeddings, logits = self._run(
+            np.zeros((1, self.clip_samples), np.float32), bool(self.classes)
+        )
         self.embedding_size = embeddings.shape[1]
         if logits is not None and logits.shape[1] != len(self.classes):
             raise ParameterError(
@@ -161,7 +169,9 @@ class OnnxBackbone(Backbone):
     def set_extra_state(self, state: Mapping[str, Any]) -> None:
         self._pending_config = dict(state)
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         key = prefix + "model_bytes"
         if key in state_dict and state_dict[key].shape != self.model_bytes.shape:
             self.model_bytes = torch.empty_like(state_dict[key], device=self.model_bytes.device)
@@ -183,7 +193,9 @@ class OnnxBackbone(Backbone):
             options.inter_op_num_threads = 1
             content = self.model_bytes.cpu().numpy().tobytes()
             try:
-                self._session = ort.InferenceSession(content, options, providers=["CPUExecutionProvider"])
+                self._session = ort.InferenceSession(
+                    content, options, providers=["CPUExecutionProvider"]
+                )
             except Exception as exc:  # onnxruntime raises its own exception types
                 raise ModelFileError(f"onnxruntime cannot load {self.source}: {exc}") from exc
         return self._session
