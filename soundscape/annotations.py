@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import soundfile
 
+from soundscape.audio_files import AUDIO_SUFFIXES
 from soundscape.errors import AnnotationError, ParameterError
 from soundscape.io import atomic_write
 
@@ -28,7 +29,8 @@ ANNOTATION_COLUMNS = [
     "file", "start_time", "end_time", "low_f", "high_f", "annotation",
     "selection", "channel", "view", "source_table",
 ]
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".WAV", ".FLAC", ".OGG", ".MP3")
+#: suffixes tried when a selection table names its recording without one (the one suffix list)
+AUDIO_EXTENSIONS = tuple(sorted(AUDIO_SUFFIXES)) + tuple(sorted(s.upper() for s in AUDIO_SUFFIXES))
 
 # Raven measurement columns (lower case); never taken for the annotation column.
 _RAVEN_STANDARD = {
@@ -167,7 +169,7 @@ def _audio_for_table(path: Path, audio_files) -> str:
         raise AnnotationError(f"{path}: audio_files has no entry for {stem!r} "
                               f"(tried keys {stem!r}, {path.name!r}, {str(path)!r})")
     folder = Path(audio_files) if audio_files is not None else path.parent
-    if Path(stem).suffix in AUDIO_EXTENSIONS and (folder / stem).is_file():
+    if Path(stem).suffix.lower() in AUDIO_SUFFIXES and (folder / stem).is_file():
         return str(folder / stem)
     for ext in AUDIO_EXTENSIONS:
         if (folder / (stem + ext)).is_file():

@@ -239,6 +239,13 @@ TRAINER = mapping(
         "label_smoothing": number(0.0, ge=0, le=0.99),
         "mixup_alpha": number(0.0, ge=0),
         "class_balance": string(None, choices=[None, "sampler", "loss"]),
+        # augmentation of the training clips (the classic datasets' options), all off by default
+        "augmentation": mapping({
+            "time_masks": integer(0, ge=0),
+            "frequency_masks": integer(0, ge=0),
+            "max_mask_fraction": number(0.1, gt=0, le=1),
+            "add_noise": boolean(False),
+        }),
     },
     [
         (

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from .audio_files import AUDIO_SUFFIXES
 from .errors import ParameterError
 
 __all__ = [
@@ -42,13 +43,12 @@ def _require_columns(df: pd.DataFrame, *columns: Hashable) -> None:
 #: column / index names taken for the audio path of a row (compared in lower case)
 FILE_COLUMNS = ("file", "filename", "file_name", "filepath", "file_path", "path", "audio",
                 "audio_file", "audio_path", "clip", "clip_path")
-_AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".au", ".opus"}
 _TIME_COLUMNS = ("start_time", "end_time")
 
 
 def _looks_like_paths(values: pd.Index | pd.Series) -> bool:
     sample = [v for v in values[:50] if isinstance(v, (str, PurePath))]
-    return bool(sample) and all(PurePath(v).suffix.lower() in _AUDIO_SUFFIXES for v in sample)
+    return bool(sample) and all(PurePath(v).suffix.lower() in AUDIO_SUFFIXES for v in sample)
 
 
 def _clip_keys(df: pd.DataFrame, file_column: str | None) -> tuple[pd.Series | None, str]:

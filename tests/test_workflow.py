@@ -258,3 +258,23 @@ def test_random_split_keeps_duplicate_files_on_one_side(data, caplog):
     plain = split_table(read_table(data), {"type": "random", "probabilities": [0.5, 0.0, 0.5]}, seed=3,
                         audio_column="audio")
     assert len(plain["training"]) == 9
+
+
+def test_config_augmentation_reaches_the_training_dataset(data):
+    from soundscape.workflow.encoding import build_metadata
+    from soundscape.workflow.model import config_preprocessing
+    from soundscape.workflow.tables import config_dataset
+    from soundscape.workflow.training import _augmentations
+
+    base = tiny_config(epochs=1)
+    base["trainer"]["augmentation"] = {"time_masks": 2, "frequency_masks": 1}
+    cfg = load_config(base).to_dict()
+    table = read_table(data)
+    meta = build_metadata(cfg, table.frame, table.frame, table.source)
+    made = config_dataset(cfg, meta, config_preprocessing(cfg), table, table.frame,
+                          augmentations=_augmentations(cfg["trainer"]))
+    assert made.dataset.time_masks == 2 and made.dataset.frequency_masks == 1
+    a, b = made.dataset[0]["X"], made.dataset[0]["X"]
+    assert a.shape == b.shape == (48, 20) and not torch.equal(a, b)  # masked anew each time
+    results = train(cfg, data, output_directory=None, progress=False)
+    assert results.train_stats["summary"]["epochs_run"] == 1

@@ -29,7 +29,8 @@ from ..model_file import Detector, to_plain, load_model
 from ..preprocessing import Preprocessing
 from ..runtime import resolve_device, resolve_precision
 from .outputs import INDEX, OutputFolder, check_format, read_scores, read_table
-from .windows import background_items, find_audio_files, frame_geometry, plan_windows, window_inputs
+from ..audio_files import find_audio_files
+from .windows import background_items, frame_geometry, plan_windows, window_inputs
 
 __all__ = ["predict", "predict_recordings", "find_audio_files", "read_scores"]
 

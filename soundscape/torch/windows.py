@@ -21,8 +21,6 @@ recording (a padded or extended final clip) are computed clip by clip, exactly.
 
 from __future__ import annotations
 
-import glob as globlib
-import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -35,11 +33,11 @@ import soundfile
 import torch
 from scipy import signal
 
-from ..audio import Audio, audio_info, clip_times
+from ..audio import Audio, clip_times
+from ..audio_files import AUDIO_SUFFIXES, audio_info, find_audio_files  # noqa: F401 (classic path)
 from ..errors import AudioFileError, ParameterError
 from ..preprocessing import Preprocessing
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".au", ".opus"}
 
 
 @dataclass
@@ -278,64 +276,6 @@ def window_inputs(
     for g in range(0, len(idx_out), group_size):
         sel = idx_out[g:g + group_size]
         yield sel, _clip_inputs(plan, preprocessing, sel)
-
-
-def find_audio_files(files) -> list[str]:
-    """Expand `files` (a path, folder, glob string, or list of them) into audio file paths.
-
-    A folder gives all audio files in it, recursively (sorted); a glob string gives
-    its matches. Entries that cannot be audio files are kept as given, so that each
-    fails on its own later with a clear message (`soundscape.audio.audio_info`
-    raises it) while the other files are scored: in a list, a missing path, a folder
-    named like an audio file (``x.wav/``) or holding no audio file, a glob pattern
-    that matches nothing; anywhere, a symbolic link with an audio suffix that loops
-    or points nowhere.
-
-    Raises
-    ------
-    FileNotFoundError
-        `files` is a single folder holding no audio file, a single missing path that is
-        not named like an audio file (a missing folder), or a single glob pattern that
-        matches nothing.
-    ParameterError
-        `files` is empty.
-    """
-    def _unreadable_link(path: Path) -> bool:  # a link that loops or points nowhere
-        try:
-            return path.is_symlink() and not path.exists()
-        except OSError:
-            return True
-
-    single = isinstance(files, (str, os.PathLike))
-    items = [files] if single else list(files)
-    out: list[str] = []
-    for item in items:
-        p = Path(item)
-        text = os.fspath(item)
-        if _unreadable_link(p):
-            out.append(str(item))  # fails later: "symbolic link loop" / "broken symbolic link"
-        elif p.is_dir():
-            if p.suffix.lower() in AUDIO_SUFFIXES and not single:
-                out.append(str(item))  # fails later: "is a folder, not an audio file"
-                continue
-            found = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES
-                           and (f.is_file() or _unreadable_link(f)))
-            if not found and single:
-                raise FileNotFoundError(f"no audio files ({sorted(AUDIO_SUFFIXES)}) in folder {p}")
-            out.extend(found or [str(item)])  # an empty folder in a list fails on its own
-        elif not p.exists() and isinstance(item, str) and globlib.has_magic(item):
-            found = sorted(globlib.glob(item, recursive=True))
-            if not found and single:
-                raise FileNotFoundError(f"no files match the pattern {item!r}")
-            out.extend(found or [item])  # fails later: "no files match the pattern"
-        elif single and not p.exists() and (text.endswith((os.sep, "/"))
-                                            or p.suffix.lower() not in AUDIO_SUFFIXES):
-            raise FileNotFoundError(f"no such folder or audio file: {p}")
-        else:
-            out.append(str(item))
-    if not out:
-        raise ParameterError("files is empty: give audio paths, a folder or a glob pattern")
-    return list(dict.fromkeys(out))
 
 
 class _Failure:

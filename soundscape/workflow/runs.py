@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ParameterError
-from ..helpers import atomic_path
+from .. import io
 
 __all__ = ["run_directory", "write_json", "read_json", "versions", "to_jsonable"]
 
@@ -68,12 +68,8 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> Path:
-    """Write ``obj`` as indented JSON, atomically (NaN written as null)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(to_jsonable(obj), indent=2) + "\n", encoding="utf-8")
-    return path
+    """Write ``obj`` as indented JSON, atomically (numpy values converted, NaN written as null)."""
+    return io.write_json(to_jsonable(obj), path)
 
 
 def read_json(path: str | os.PathLike, what: str = "file") -> Any:

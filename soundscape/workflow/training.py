@@ -243,8 +243,10 @@ def _audio_name(config: dict) -> str:
 
 def _augmentations(trainer: dict) -> dict:
     """Dataset augmentation arguments of the trainer's ``augmentation`` keys (none by default)."""
-    aug = trainer.get("augmentation") or {}
-    return {k: v for k, v in aug.items() if v}
+    aug = dict(trainer.get("augmentation") or {})
+    if not (aug.get("time_masks") or aug.get("frequency_masks") or aug.get("add_noise")):
+        return {}
+    return aug
 
 
 def _checkpoints_of(path: Path) -> Path:
