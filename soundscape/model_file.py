@@ -148,9 +148,12 @@ def model_payload(detector: Detector) -> dict[str, Any]:
     }
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """torch.save to a temp file in the same folder, then rename onto `path` (see `soundscape.io`)."""
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp), make_parents=True)
+def atomic_torch_save(obj: Any, path: str | os.PathLike, what: str = "model file") -> Path:
+    """torch.save to a temp file in the same folder, then rename onto `path` (see `soundscape.io`).
+
+    A full disk or read-only folder raises `OutputError` naming `what` and `path`.
+    """
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp), make_parents=True, what=what)
 
 
 def save_model(path: str | os.PathLike, detector: Detector) -> Path:
