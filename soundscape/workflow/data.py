@@ -33,6 +33,29 @@ _FIXED_NAMES = {
 }
 
 
+def _counted_from_file(source: str) -> bool:
+    return str(source).lower().endswith((".csv", ".tsv", ".tab", ".txt"))
+
+
+def row_number(label, source: str):
+    """The number a message gives a table row: its 1-based line in a CSV/TSV file (the
+    header is line 1), else the row's index label (counted from 0)."""
+    if isinstance(label, (int, np.integer)):
+        return int(label) + 2 if _counted_from_file(source) else int(label)
+    return label
+
+
+def rows_text(labels, source: str, limit: int = 5) -> str:
+    """``file lines 2, 5, 12`` (CSV/TSV) or ``rows 0, 3, 10 (counted from 0)`` for messages."""
+    labels = list(labels)
+    nums = ", ".join(str(row_number(v, source)) for v in labels[:limit])
+    more = f" and {len(labels) - limit} more" if len(labels) > limit else ""
+    plural = "s" if len(labels) != 1 else ""
+    if _counted_from_file(source):
+        return f"file line{plural} {nums}{more}"
+    return f"row{plural} {nums}{more} (counted from 0)"
+
+
 @dataclass
 class Table:
     """A data set's rows and the folder its relative audio paths are relative to."""
@@ -121,9 +144,9 @@ def audio_paths(table: Table, column: str) -> list[Path]:
     values = table.frame[column]
     empty = values.isna() | (values.astype(str).str.strip() == "")
     if empty.any():
-        rows = list(np.flatnonzero(empty.to_numpy())[:5] + 2)
         raise AnnotationError(
-            f"{table.source}: column {column!r} has empty audio paths (file lines {rows})"
+            f"{table.source}: column {column!r} has empty audio paths "
+            f"({rows_text(values.index[empty.to_numpy()], table.source)})"
         )
     out = []
     for v in values.astype(str):
@@ -141,7 +164,8 @@ def _fixed_split(frame: pd.DataFrame, column: str, source: str) -> np.ndarray:
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise AnnotationError(
-            f"{source}: split column {column!r} has value {raw.iloc[i]!r} (file line {i + 2}); "
+            f"{source}: split column {column!r} has value {raw.iloc[i]!r} "
+            f"({rows_text([raw.index[i]], source)}); "
             "allowed: 0/train/training, 1/validation/valid/val, 2/test"
         )
     return names.to_numpy(dtype=object)
