@@ -332,7 +332,7 @@ def _open_checked(path: Path, max_truncation: float = MAX_TRUNCATION, check_mp3:
         with quiet_mpeg_decoder(mpeg):
             handle = soundfile.SoundFile(str(path))
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioFileError(f"{path}: not a readable audio file ({exc})") from exc
+        raise AudioFileError(f"{path}: not a readable audio file ({_decoder_reason(exc, path)})") from exc
     try:
         if handle.frames <= 0 or handle.samplerate <= 0:
             raise AudioFileError(f"{path}: file holds no audio samples")
@@ -348,6 +348,14 @@ def _open_checked(path: Path, max_truncation: float = MAX_TRUNCATION, check_mp3:
         handle.close()
         raise
     return handle, frames
+
+
+def _decoder_reason(exc: BaseException, path: Path) -> str:
+    """libsndfile's reason for refusing a file, without its misleading "does not exist"."""
+    text = str(exc)
+    if "does not exist or is not a regular file" in text and path.is_file():
+        return "its contents are not in an audio format soundfile/libsndfile recognises"
+    return text
 
 
 def _decodes_to_find_truncation(handle: soundfile.SoundFile) -> bool:

@@ -58,6 +58,9 @@ class ConfigData:
             if row not in self.failed_rows:
                 self.failed_rows.append(row)
                 self.failures.append((lines[j], str(self.dataset.paths[j]), reason))
+        order = np.argsort(self.failed_rows, kind="stable")  # input order, as errors.csv lists them
+        self.failed_rows = [self.failed_rows[i] for i in order]
+        self.failures = [self.failures[i] for i in order]
 
 
 def _unreadable(path) -> str | None:
