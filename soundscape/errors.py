@@ -43,3 +43,6 @@ class OutputError(SoundscapeError, OSError):
     The message names the path and what was being written; ``errno`` is that of the
     underlying failure when there is one. An OSError, so ``except OSError`` still catches it.
     """
+
+    def __str__(self) -> str:  # the message itself, whatever errno / filename are set to
+        return str(self.args[0]) if self.args else super().__str__()

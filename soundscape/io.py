@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 __all__ = ["atomic_path", "atomic_write", "write_json", "temp_path_for", "is_temp_file",
-           "clean_stale_temp_files", "check_writable", "write_failure", "STALE_AFTER_S"]
+           "clean_stale_temp_files", "check_writable", "write_failure", "missing_file",
+           "STALE_AFTER_S"]
 
 logger = logging.getLogger("soundscape.io")
 
@@ -133,10 +134,30 @@ def write_failure(exc: BaseException, path: str | os.PathLike, what: str = "file
         return None
     path = Path(path)
     error = OutputError(f"could not write the {what} {path}: {_reason(code, exc, path.parent)}")
-    error.errno = code if code is not None else (
-        errno.ENOSPC if (_free_bytes(path.parent) or _NEARLY_FULL) < _NEARLY_FULL else errno.EIO)
+    if code is None:
+        free = _free_bytes(path.parent)
+        code = errno.ENOSPC if free is not None and free < _NEARLY_FULL else errno.EIO
+    error.errno = code
     error.filename = str(path)
     return error
+
+
+def missing_file(path: str | os.PathLike, what: str = "file") -> FileNotFoundError:
+    """The FileNotFoundError for `path`, which does not exist: saying when it is a link loop,
+    a broken link or has a folder on its way this user may not search."""
+    path = Path(path)
+    try:
+        os.stat(path)
+    except PermissionError:
+        return FileNotFoundError(f"{what} {path} cannot be reached: permission denied on a folder "
+                                 "of its path")
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return FileNotFoundError(f"{what} {path} is a symbolic link loop (the link leads back "
+                                     "to itself)")
+    if os.path.islink(path):
+        return FileNotFoundError(f"{what} {path} is a broken symbolic link (to {os.readlink(path)})")
+    return FileNotFoundError(f"{what} not found: {path}")
 
 
 def check_writable(folder: str | os.PathLike, what: str = "output folder",

@@ -22,7 +22,7 @@ import torch
 
 from . import __version__
 from .errors import ModelFileError, ParameterError
-from .io import atomic_write
+from .io import atomic_write, missing_file
 from .preprocessing import Preprocessing
 
 #: Version of the model-file layout written by this soundscape. Files with a higher
@@ -360,7 +360,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"model file not found: {path}")
+        raise missing_file(path, "model file")
     if path.is_dir():
         raise ModelFileError(f"{path}: is a folder, not a model file")
     if path.stat().st_size == 0:

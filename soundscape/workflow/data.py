@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..data_selection import train_valid_split
 from ..errors import AnnotationError, ConfigError
+from ..io import missing_file
 
 __all__ = ["Table", "read_table", "required_columns", "check_columns", "split_table", "SPLITS"]
 
@@ -99,7 +100,7 @@ def read_table(dataset, base_dir: str | os.PathLike | None = None, data_root=Non
     if path.is_dir():
         raise AnnotationError(f"{path}: is a folder; expected a CSV, TSV or Parquet file")
     if not path.is_file():
-        raise FileNotFoundError(f"data set file not found: {path}")
+        raise missing_file(path, "data set file")
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
