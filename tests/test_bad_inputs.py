@@ -285,3 +285,20 @@ def test_cli_evaluate(corpus, cli_inputs):
     assert list(preds["label"]) == list(table["label"])  # the truth beside every row
     stats = json.loads((out / "test_statistics.json").read_text())
     assert stats["label"]["num_examples"] == len(good)
+
+
+def test_cli_predict_on_a_csv_of_mostly_bad_files_still_gives_every_row(corpus, cli_inputs):
+    root, good, bad = corpus
+    _, model, _, _ = cli_inputs
+    one_good = {"channels_1": good["channels_1"]}
+    table = pd.DataFrame({"file": [str(p) for p in _inputs(one_good, bad)]})
+    table.to_csv(root / "mostly_bad.csv", index=False)
+    out = root / "cli_mostly_bad"
+    code, err = _cli("predict", "--model_path", model, "--dataset", root / "mostly_bad.csv",
+                     "--output_directory", out)
+    assert code == 0, err
+    _check_table_outputs(out, table, one_good, bad)
+    table.iloc[1:].to_csv(root / "all_bad.csv", index=False)  # nothing readable: an error
+    code, err = _cli("predict", "--model_path", model, "--dataset", root / "all_bad.csv",
+                     "--output_directory", root / "cli_all_bad")
+    assert code == 1 and f"{len(bad)} of {len(bad)} audio file(s) could not be read" in err, err

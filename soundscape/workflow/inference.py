@@ -22,7 +22,7 @@ from ..errors import AnnotationError, AudioFileError, ParameterError
 from ..io import atomic_write, check_writable
 from ..model_file import Detector
 from ..torch.predict import predict_recordings
-from .data import check_columns, read_table, required_columns, split_table
+from .data import check_columns, read_table, required_columns, rows_text, split_table
 from .evaluation import predictions_frame, write_predictions
 from .model import ARCHITECTURE, load_detector
 from .runs import write_json
@@ -214,8 +214,8 @@ def predict(
     Returns
     -------
     (predictions, output directory or None)
-        With ``output_directory``, ``predictions.parquet`` and ``predictions.csv`` are written
-        (and ``errors.csv`` for a table).
+        With ``output_directory``, ``predictions.parquet``, ``predictions.csv`` and
+        ``errors.csv`` (the rows, or recordings, that could not be read) are written.
     """
     device = resolve_device(device)
     if output_directory is not None:  # before the model and the audio are read
@@ -230,7 +230,7 @@ def predict(
         n_inputs = len(conf["input_features"])
         check_columns(table, required_columns(conf, with_outputs=False)[:n_inputs], "the model's config")
         data = config_dataset(conf, meta, detector.preprocessing, table, table.frame,
-                              with_targets=False, desc="audio")
+                              with_targets=False, desc="audio", tolerate_most=True)
         out_name, out_meta = output_info(conf, meta)
         batch = batch_size or conf["trainer"]["batch_size"]
         logits = np.zeros((0, len(detector.classes)), np.float32)
@@ -240,6 +240,13 @@ def predict(
         preds = _every_row(table.frame, conf, out_meta, out_name, data,
                            probabilities(out_meta, logits))
         failures = data.failures
+        if len(failures) == len(table.frame):  # some passed the header check, none could be read
+            if output_directory is not None:
+                _write_errors(failures, Path(output_directory))
+            _, _, reason = failures[0]
+            raise AudioFileError(f"{table.source}: {len(failures)} of {len(failures)} audio file(s) "
+                                 f"could not be read; first ({rows_text([table.frame.index[data.failed_rows[0]]], table.source)}): "
+                                 f"{reason}")
     out_dir = None
     if output_directory is not None:
         out_dir = Path(output_directory)

@@ -83,14 +83,19 @@ def output_info(config: dict, metadata: dict) -> tuple[str, dict]:
 
 def config_dataset(config: dict, metadata: dict, preprocessing, table: Table, frame: pd.DataFrame,
                    with_targets: bool = True, desc: str = "audio", strict: bool = False,
-                   augmentations: dict | None = None) -> ConfigData:
-    """The dataset of `frame`'s rows (audio, other inputs and, optionally, targets)."""
+                   augmentations: dict | None = None, tolerate_most: bool = False) -> ConfigData:
+    """The dataset of `frame`'s rows (audio, other inputs and, optionally, targets).
+
+    Rows whose audio cannot be read are left out and listed in ``failures``; more than
+    half of them failing raises (a wrong folder, most likely), unless `tolerate_most`
+    (prediction: every row gets its own result or error), and so does every one failing.
+    """
     audio_name = next(f["name"] for f in config["input_features"] if f["type"] == "audio")
     sub = Table(frame, table.base_dir, table.source)  # index kept: messages name file lines
     paths = audio_paths(sub, audio_name)
     bad_rows = [(i, str(p), r) for i, p in enumerate(paths) if (r := _unreadable(p)) is not None]
     failures = [(_line(frame.index[i], table.source), p, r) for i, p, r in bad_rows]
-    _check_failures(failures, len(paths), table.source, strict, desc)
+    _check_failures(failures, len(paths), table.source, strict, desc, tolerate_most)
     bad = {i for i, _, _ in bad_rows}
     keep = np.array([i not in bad for i in range(len(paths))], dtype=bool)
     labelled = frame[keep]  # the input rows' own index, so encoding errors name their lines
@@ -131,8 +136,10 @@ def _line(label, source: str = ".csv") -> int | str:
     return number if isinstance(number, int) else str(number)
 
 
-def _check_failures(failures: list, total: int, source: str, strict: bool, desc: str = "") -> None:
-    """Raise when every file (or, with `strict`, any; otherwise more than half) failed.
+def _check_failures(failures: list, total: int, source: str, strict: bool, desc: str = "",
+                    tolerate_most: bool = False) -> None:
+    """Raise when every file (or, with `strict`, any; otherwise, unless `tolerate_most`,
+    more than half) failed.
 
     `failures` are (row number of the message, path, reason) records.
     """
@@ -140,7 +147,7 @@ def _check_failures(failures: list, total: int, source: str, strict: bool, desc:
         return
     row, _, reason = failures[0]
     word = "line" if str(source).lower().endswith((".csv", ".tsv", ".tab", ".txt")) else "row"
-    if strict or len(failures) == total or len(failures) > total / 2:
+    if strict or len(failures) == total or (len(failures) > total / 2 and not tolerate_most):
         raise AudioFileError(f"{source}{f' ({desc})' if desc else ''}: {len(failures)} of {total} "
                              f"audio file(s) could not be read; first ({word} {row}): {reason}")
     log.warning("skipped %d of %d rows whose audio could not be read; first (%s %s): %s",
