@@ -244,9 +244,9 @@ def predict(
             if output_directory is not None:
                 _write_errors(failures, Path(output_directory))
             _, _, reason = failures[0]
+            first = rows_text([table.frame.index[data.failed_rows[0]]], table.source)
             raise AudioFileError(f"{table.source}: {len(failures)} of {len(failures)} audio file(s) "
-                                 f"could not be read; first ({rows_text([table.frame.index[data.failed_rows[0]]], table.source)}): "
-                                 f"{reason}")
+                                 f"could not be read; first ({first}): {reason}")
     out_dir = None
     if output_directory is not None:
         out_dir = Path(output_directory)

@@ -8,6 +8,10 @@ checkpoints, ``resume_from``, early stopping, best model by validation macro F1)
 network. The run folder keeps Ludwig's layout (``model/``, ``training_statistics.json``,
 ``test_statistics.json``, ``metrics.csv``, ``description.json``), written from the loop's
 history; the loop's own files (``best.model``, ``epoch-N.tar``) are in ``checkpoints/``.
+The output folder is checked for writing before any audio is read. Until the run has
+finished, its folder holds an ``INCOMPLETE`` file and ``"status": "incomplete"`` in
+``description.json`` (with the error, when training failed); ``errors.csv`` lists the rows
+left out and the clips the loop skipped.
 """
 
 from __future__ import annotations
