@@ -118,21 +118,26 @@ def write_failure(exc: BaseException, path: str | os.PathLike, what: str = "file
     """The `OutputError` for `exc` raised while writing `path`, or None if `exc` is no write failure.
 
     Write failures are OSErrors of a full disk, a read-only file system, missing
-    permission or an I/O error, and the RuntimeErrors torch.save raises for them
-    (``enforce fail at inline_container.cc``, ``basic_ios::clear: iostream error``).
+    permission or an I/O error, the RuntimeErrors torch.save raises for them
+    (``enforce fail at inline_container.cc``, ``basic_ios::clear: iostream error``) and
+    the short writes numpy reports without an errno when the disk is full.
     The message names `what` was being written, the path and the cause.
     """
     from .errors import OutputError
 
     if isinstance(exc, OutputError):
         return None
+    path = Path(path)
     if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
         code = exc.errno
     elif isinstance(exc, RuntimeError) and _TORCH_WRITE_FAILURE.search(str(exc)):
         code = None
+    elif (isinstance(exc, OSError) and exc.errno is None  # numpy: "4096 requested and 4064 written"
+          and (_free_bytes(path.parent) if _free_bytes(path.parent) is not None else _NEARLY_FULL)
+          < _NEARLY_FULL):
+        code = None
     else:
         return None
-    path = Path(path)
     error = OutputError(f"could not write the {what} {path}: {_reason(code, exc, path.parent)}")
     if code is None:
         free = _free_bytes(path.parent)

@@ -16,6 +16,7 @@ import contextlib
 import errno
 import io
 import json
+import logging
 import shutil
 import subprocess
 from pathlib import Path
@@ -278,3 +279,17 @@ def test_an_unreadable_validation_set_is_named_as_such(tmp_path):
         broken[-1].write_bytes(b"RIFF\x00\x00garbage" * 20)
     with pytest.raises(TrainingError, match=r"no validation clip could be read \(all 2 were skipped\).*broken0\.wav"):
         _train(tmp_path / "run", _datasets(good, broken))
+
+
+def test_a_full_cache_disk_does_not_stop_the_work(tmp_path, caplog):
+    from soundscape.cache import ClipCache
+
+    with _tmpfs(tmp_path / "cache", "size=16k") as small:
+        cache = ClipCache(small, memory_bytes=0)  # everything goes to disk
+        with caplog.at_level(logging.WARNING, logger="soundscape.cache"):
+            arrays = [cache.get_or_compute(f"key{i:02d}", lambda i=i: np.full(4096, i, np.float32))
+                      for i in range(4)]
+    assert [a[0] for a in arrays] == [0, 1, 2, 3]  # computed and returned all the same
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "could not write the clip cache file" in warned[0], warned
+    assert "no space left on the device" in warned[0]
