@@ -132,9 +132,10 @@ def write_failure(exc: BaseException, path: str | os.PathLike, what: str = "file
         code = exc.errno
     elif isinstance(exc, RuntimeError) and _TORCH_WRITE_FAILURE.search(str(exc)):
         code = None
-    elif (isinstance(exc, OSError) and exc.errno is None  # numpy: "4096 requested and 4064 written"
-          and (_free_bytes(path.parent) if _free_bytes(path.parent) is not None else _NEARLY_FULL)
-          < _NEARLY_FULL):
+    elif isinstance(exc, OSError) and exc.errno is None:  # numpy: "4096 requested and 4064 written"
+        free = _free_bytes(path.parent)
+        if free is None or free >= _NEARLY_FULL:
+            return None
         code = None
     else:
         return None
