@@ -232,8 +232,6 @@ def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, ep
         )
     if valid_dataset is None or len(valid_dataset) == 0 or len(train_dataset) == 0:
         raise ParameterError("train_dataset and valid_dataset must both hold at least one clip")
-    # before any clip is read: can the run's files be written there?
-    check_writable(save_dir, "training save_dir", needed_bytes=_minimum_checkpoint_bytes(model))
     if not isinstance(getattr(train_dataset, "preprocessing", None), Preprocessing):
         raise ParameterError(
             f"train_dataset ({type(train_dataset).__name__}) has no .preprocessing; the model file "
@@ -257,6 +255,8 @@ def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, ep
             )
     else:
         raise ParameterError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    # the arguments are valid; before any clip is read: can the run's files be written there?
+    check_writable(save_dir, "training save_dir", needed_bytes=_minimum_checkpoint_bytes(model))
     preprocessing = _model_preprocessing(model, arch, kwargs, [train_dataset, valid_dataset, test_dataset])
     if seed is not None:
         torch.manual_seed(seed)
