@@ -283,6 +283,13 @@ def quiet_mpeg_decoder(active: bool = True) -> Iterator[None]:
 
 
 def _check_path(path: Path) -> None:
+    try:
+        os.stat(path)
+    except PermissionError:  # a folder on the way cannot be searched (Path.exists raises too)
+        raise AudioFileError(f"{path}: permission denied: a folder on its path cannot be "
+                             "searched by this user") from None
+    except OSError:
+        pass  # missing, a broken link or a loop: told apart below
     if not path.exists():
         if path.is_symlink():
             try:
@@ -299,7 +306,19 @@ def _check_path(path: Path) -> None:
         raise FileNotFoundError(f"audio file not found: {path}")
     if path.is_dir():
         raise AudioFileError(f"{path}: is a folder, not an audio file")
-    if path.stat().st_size == 0:
+    try:
+        size = path.stat().st_size
+        with open(path, "rb"):  # libsndfile would only say "System error"
+            pass
+    except PermissionError:
+        raise AudioFileError(f"{path}: permission denied: this user may not read the file "
+                             "(check its permissions and those of its folders)") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise AudioFileError(f"{path}: symbolic link loop (the link leads back to "
+                                 "itself), not an audio file") from None
+        raise AudioFileError(f"{path}: cannot be opened ({exc.strerror or exc})") from None
+    if size == 0:
         raise AudioFileError(f"{path}: file is empty (0 bytes)")
 
 
@@ -313,7 +332,7 @@ def _open_checked(path: Path, max_truncation: float = MAX_TRUNCATION, check_mp3:
         with quiet_mpeg_decoder(mpeg):
             handle = soundfile.SoundFile(str(path))
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioFileError(f"{path}: not a readable audio file ({exc})") from exc
+        raise AudioFileError(f"{path}: not a readable audio file ({_decoder_reason(exc, path)})") from exc
     try:
         if handle.frames <= 0 or handle.samplerate <= 0:
             raise AudioFileError(f"{path}: file holds no audio samples")
@@ -329,6 +348,14 @@ def _open_checked(path: Path, max_truncation: float = MAX_TRUNCATION, check_mp3:
         handle.close()
         raise
     return handle, frames
+
+
+def _decoder_reason(exc: BaseException, path: Path) -> str:
+    """libsndfile's reason for refusing a file, without its misleading "does not exist"."""
+    text = str(exc)
+    if "does not exist or is not a regular file" in text and path.is_file():
+        return "its contents are not in an audio format soundfile/libsndfile recognises"
+    return text
 
 
 def _decodes_to_find_truncation(handle: soundfile.SoundFile) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import threading
@@ -126,6 +127,7 @@ class ClipCache:
         self._used = 0
         self._on_disk: set[str] = set()
         self._lock = threading.Lock()
+        self._disk_failed = False  # a write failed (disk full, read-only): memory only from then
 
     # ------------------------------------------------------------------ pickling (spawn workers)
     def __getstate__(self) -> dict:
@@ -174,11 +176,17 @@ class ClipCache:
 
     def _write(self, key: str, array: np.ndarray) -> None:
         path = self._path(key)
-        if path is None or key in self._on_disk:
+        if path is None or key in self._on_disk or self._disk_failed:
             return
-        with atomic_path(path, make_parents=True) as tmp:  # readers never see half a file
-            with open(tmp, "wb") as handle:
-                np.save(handle, array, allow_pickle=False)
+        try:
+            with atomic_path(path, make_parents=True, what="clip cache file") as tmp:
+                with open(tmp, "wb") as handle:  # readers never see half a file
+                    np.save(handle, array, allow_pickle=False)
+        except OSError as exc:  # a cache that cannot be written must not stop the work
+            self._disk_failed = True
+            logging.getLogger("soundscape.cache").warning(
+                "%s; the clip cache keeps clips in memory only from now on", exc)
+            return
         self._on_disk.add(key)
         self.stats.disk_writes += 1
 

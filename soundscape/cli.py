@@ -143,10 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ------------------------------------------------------------------------------ commands
+def _config_file(path: str) -> str:
+    """`path` of a config file that exists (a usage mistake otherwise: exit status 2)."""
+    if os.path.isdir(path):
+        raise _Usage(f"config file {path} is a folder, not a YAML file")
+    if os.path.islink(path) and not os.path.exists(path):
+        raise _Usage(f"config file {path} is a broken symbolic link or a link loop")
+    if not os.path.isfile(path):
+        raise _Usage(f"config file not found: {path}")
+    return path
+
+
 def _train(args) -> int:
     from .config import load_config
 
-    config = load_config(args.config)  # config mistakes surface before the heavy imports
+    config = load_config(_config_file(args.config))  # config mistakes surface before the heavy imports
     from .workflow import train
 
     if not args.dataset and not args.training_set:
@@ -191,10 +202,23 @@ def _evaluate(args) -> int:
 
 
 def _predict(args) -> int:
+    import math
+
     from .workflow import predict
 
+    model = args.model_path
+    if not math.isfinite(args.clip_overlap) or args.clip_overlap < 0:
+        raise _Usage(f"--clip_overlap must be a number of seconds >= 0, got {args.clip_overlap}")
+    if os.path.isdir(args.dataset):  # windows of a folder: check the overlap against the model
+        from .workflow.model import load_detector
+
+        model = load_detector(args.model_path)
+        clip = model.preprocessing.clip_duration
+        if clip is not None and args.clip_overlap >= clip:
+            raise _Usage(f"--clip_overlap {args.clip_overlap:g} must be smaller than the model's "
+                         f"clip length ({clip:g} s)")
     preds, out = predict(
-        args.model_path, args.dataset, output_directory=args.output_directory,
+        model, args.dataset, output_directory=args.output_directory,
         data_root=args.data_root, device=args.device, batch_size=args.batch_size,
         clip_overlap=args.clip_overlap, progress=not args.quiet,
     )
@@ -228,7 +252,7 @@ def _config(args) -> int:
     from .config import load_config, schema_reference
 
     if args.config_command == "show":
-        sys.stdout.write(load_config(args.config).to_yaml())
+        sys.stdout.write(load_config(_config_file(args.config)).to_yaml())
         return 0
     rows = schema_reference()
     width = max(len(r[0]) for r in rows)
@@ -258,6 +282,19 @@ _COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "visua
 
 class _Usage(Exception):
     """A command-line mistake found after parsing (exit status 2)."""
+
+
+def _check_device(args) -> None:
+    """``--device`` names a device of this machine (a usage mistake otherwise: exit status 2)."""
+    if getattr(args, "device", None) is None:
+        return
+    from .errors import ParameterError
+    from .runtime import resolve_device
+
+    try:
+        resolve_device(args.device)
+    except ParameterError as exc:
+        raise _Usage(f"--device: {exc}") from None
 
 
 class _Formatter(logging.Formatter):
@@ -305,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import SoundscapeError
 
     try:
+        _check_device(args)
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -28,6 +28,7 @@ import yaml
 from .config_schema import REQUIRED, ROOT
 from .errors import ConfigError
 from .helpers import atomic_path
+from .io import missing_file
 
 __all__ = ["Config", "ConfigWarning", "load_config", "validate", "schema_reference"]
 
@@ -356,7 +357,7 @@ def load_config(config: str | os.PathLike | Mapping | Config) -> Config:
         raise ConfigError(f"expected a path to a YAML file or a dict, got {type(config).__name__}")
     path = Path(config)
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+        raise missing_file(path, "config file")
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:

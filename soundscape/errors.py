@@ -35,3 +35,14 @@ class WeightsNotFoundError(SoundscapeError, FileNotFoundError):
 
 class TrainingError(SoundscapeError, RuntimeError):
     """Training cannot go on (e.g. the loss became NaN)."""
+
+
+class OutputError(SoundscapeError, OSError):
+    """A file or folder cannot be written: a read-only place, no permission, a full disk.
+
+    The message names the path and what was being written; ``errno`` is that of the
+    underlying failure when there is one. An OSError, so ``except OSError`` still catches it.
+    """
+
+    def __str__(self) -> str:  # the message itself, whatever errno / filename are set to
+        return str(self.args[0]) if self.args else super().__str__()

@@ -29,12 +29,14 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 __all__ = ["atomic_path", "atomic_write", "write_json", "temp_path_for", "is_temp_file",
-           "clean_stale_temp_files", "STALE_AFTER_S"]
+           "clean_stale_temp_files", "check_writable", "write_failure", "missing_file",
+           "STALE_AFTER_S"]
 
 logger = logging.getLogger("soundscape.io")
 
@@ -68,8 +70,151 @@ def is_temp_file(name: str | os.PathLike) -> bool:
     return bool(_TEMP.match(name)) or any(p.match(name) for p in _LEGACY_TEMP)
 
 
+# --------------------------------------------------------------------------- write failures
+#: errno values that mean "this place cannot take the file" (not a bug of the writer)
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG,
+                 getattr(errno, "EDQUOT", errno.ENOSPC)}
+#: what torch.save's C++ writer says when the file cannot be written (disk full, I/O error)
+_TORCH_WRITE_FAILURE = re.compile(r"inline_container|PytorchStreamWriter|iostream error|"
+                                  r"file write failed|unexpected pos", re.IGNORECASE)
+#: less free space than this on the disk after a failed write counts as "disk full"
+_NEARLY_FULL = 1 << 20
+
+
+def _free_bytes(folder: Path) -> int | None:
+    for place in (folder, *folder.parents):
+        try:
+            return shutil.disk_usage(place).free
+        except OSError:
+            continue
+    return None
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"  # pragma: no cover
+
+
+def _reason(code: int | None, exc: BaseException, folder: Path) -> str:
+    free = _free_bytes(folder)
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) or (
+            code is None and free is not None and free < _NEARLY_FULL):
+        where = f" ({_size(free)} free)" if free is not None else ""
+        return f"no space left on the device{where}; free some space or write to another folder"
+    if code == errno.EROFS:
+        return "the file system is read-only; write to another folder"
+    if code in (errno.EACCES, errno.EPERM):
+        return "permission denied; write to another folder or change its permissions"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def write_failure(exc: BaseException, path: str | os.PathLike, what: str = "file"):
+    """The `OutputError` for `exc` raised while writing `path`, or None if `exc` is no write failure.
+
+    Write failures are OSErrors of a full disk, a read-only file system, missing
+    permission or an I/O error, the RuntimeErrors torch.save raises for them
+    (``enforce fail at inline_container.cc``, ``basic_ios::clear: iostream error``) and
+    the short writes numpy reports without an errno when the disk is full.
+    The message names `what` was being written, the path and the cause.
+    """
+    from .errors import OutputError
+
+    if isinstance(exc, OutputError):
+        return None
+    path = Path(path)
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+        code = exc.errno
+    elif isinstance(exc, RuntimeError) and _TORCH_WRITE_FAILURE.search(str(exc)):
+        code = None
+    elif isinstance(exc, OSError) and exc.errno is None:  # numpy: "4096 requested and 4064 written"
+        free = _free_bytes(path.parent)
+        if free is None or free >= _NEARLY_FULL:
+            return None
+        code = None
+    else:
+        return None
+    error = OutputError(f"could not write the {what} {path}: {_reason(code, exc, path.parent)}")
+    if code is None:
+        free = _free_bytes(path.parent)
+        code = errno.ENOSPC if free is not None and free < _NEARLY_FULL else errno.EIO
+    error.errno = code
+    error.filename = str(path)
+    return error
+
+
+def missing_file(path: str | os.PathLike, what: str = "file") -> FileNotFoundError:
+    """The FileNotFoundError for `path`, which does not exist: saying when it is a link loop,
+    a broken link or has a folder on its way this user may not search."""
+    path = Path(path)
+    try:
+        os.stat(path)
+    except PermissionError:
+        return FileNotFoundError(f"{what} {path} cannot be reached: permission denied on a folder "
+                                 "of its path")
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return FileNotFoundError(f"{what} {path} is a symbolic link loop (the link leads back "
+                                     "to itself)")
+    if os.path.islink(path):
+        return FileNotFoundError(f"{what} {path} is a broken symbolic link (to {os.readlink(path)})")
+    return FileNotFoundError(f"{what} not found: {path}")
+
+
+def check_writable(folder: str | os.PathLike, what: str = "output folder",
+                   needed_bytes: int | None = None) -> Path:
+    """Make sure files can be written into `folder` (created if missing) before work starts.
+
+    A small probe file is written and removed. Raises `OutputError` naming `what` and the
+    folder when it cannot be created or written (read-only, no permission, a file in the
+    way), or when its disk has less than `needed_bytes` free.
+    """
+    from .errors import OutputError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"the {what} {folder} cannot be created: a file of that name is in "
+                          "the way") from None
+    except NotADirectoryError:
+        raise OutputError(f"the {what} {folder} cannot be created: part of its path is a file, "
+                          "not a folder") from None
+    except OSError as exc:
+        raise OutputError(f"the {what} {folder} cannot be created: "
+                          f"{_reason(exc.errno, exc, folder)}") from exc
+    if not folder.is_dir():
+        raise OutputError(f"the {what} {folder} is not a folder")
+    probe = temp_path_for(folder / ".write-probe")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            os.write(fd, b"soundscape write probe\n")
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write into the {what} {folder}: "
+                          f"{_reason(exc.errno, exc, folder)}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+    if needed_bytes:
+        free = _free_bytes(folder)
+        if free is not None and free < needed_bytes:
+            raise OutputError(f"the {what} {folder} has {_size(free)} free but about "
+                              f"{_size(needed_bytes)} will be written; free some space or write to "
+                              "another folder")
+    return folder
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, make_parents: bool = False) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, make_parents: bool = False,
+                what: str = "file") -> Iterator[Path]:
     """Yield a temporary path beside `path`; move it onto `path` when the block succeeds.
 
     The block must create the file at the yielded path (e.g. ``torch.save(obj, tmp)``).
@@ -82,12 +227,17 @@ def atomic_path(path: str | os.PathLike, *, make_parents: bool = False) -> Itera
         The file to write.
     make_parents : bool
         Create missing parent folders; by default a missing folder is an error.
+    what : str
+        What the file is ("training checkpoint", "score table"...), for error messages.
 
     Raises
     ------
     FileNotFoundError
         The folder of `path` does not exist (and `make_parents` is False), or the block
         wrote nothing.
+    OutputError
+        The file could not be written: disk full, read-only, no permission (see
+        `write_failure`); names `what` and `path`.
 
     Examples
     --------
@@ -96,15 +246,27 @@ def atomic_path(path: str | os.PathLike, *, make_parents: bool = False) -> Itera
     """
     path = Path(path)
     if make_parents:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            failure = write_failure(exc, path, what)
+            if failure is None:
+                raise
+            raise failure from exc
     elif not path.parent.is_dir():
         raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist")
     tmp = temp_path_for(path)
     try:
-        yield tmp
-        if not tmp.exists():
-            raise FileNotFoundError(f"nothing was written to the temporary file for {path}")
-        os.replace(tmp, path)
+        try:
+            yield tmp
+            if not tmp.exists():
+                raise FileNotFoundError(f"nothing was written to the temporary file for {path}")
+            os.replace(tmp, path)
+        except (OSError, RuntimeError) as exc:
+            failure = write_failure(exc, path, what)  # while the temp file still takes its space
+            if failure is None:
+                raise
+            raise failure from exc
     finally:
         if os.path.lexists(tmp):
             with contextlib.suppress(FileNotFoundError):
@@ -112,18 +274,18 @@ def atomic_path(path: str | os.PathLike, *, make_parents: bool = False) -> Itera
 
 
 def atomic_write(path: str | os.PathLike, writer: Callable[[Path], Any], *,
-                 make_parents: bool = False) -> Path:
+                 make_parents: bool = False, what: str = "file") -> Path:
     """Call ``writer(tmp_path)`` and atomically move the result onto `path`; return `path`.
 
-    See `atomic_path` for `make_parents` and the errors.
+    See `atomic_path` for `make_parents`, `what` and the errors.
     """
-    with atomic_path(path, make_parents=make_parents) as tmp:
+    with atomic_path(path, make_parents=make_parents, what=what) as tmp:
         writer(tmp)
     return Path(path)
 
 
 def write_json(obj: Any, path: str | os.PathLike, *, indent: int | None = 2,
-               sort_keys: bool = False, make_parents: bool = True) -> Path:
+               sort_keys: bool = False, make_parents: bool = True, what: str = "JSON file") -> Path:
     """Write `obj` as JSON (UTF-8, ending with a newline) atomically; return the path.
 
     `obj` must hold JSON values only (convert numpy values first); NaN and infinity are
@@ -131,7 +293,7 @@ def write_json(obj: Any, path: str | os.PathLike, *, indent: int | None = 2,
     """
     text = json.dumps(obj, indent=indent, sort_keys=sort_keys, allow_nan=False) + "\n"
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"),
-                        make_parents=make_parents)
+                        make_parents=make_parents, what=what)
 
 
 def _pid_running(pid: int) -> bool:

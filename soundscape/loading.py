@@ -79,6 +79,11 @@ class ClipLoader:
             return source_key(path, kind, *_segment(offset, duration), params)
         except FileNotFoundError:
             raise FileNotFoundError(f"audio file not found: {path}") from None
+        except OSError:  # a link loop, no permission...: say which, as the file checks do
+            from .audio_files import _check_path
+
+            _check_path(Path(path))
+            raise
 
     # ------------------------------------------------------------------ single clips
     def load(self, path: str | Path, offset: float = 0.0, duration: float | None = None) -> np.ndarray:

@@ -22,7 +22,7 @@ import torch
 
 from . import __version__
 from .errors import ModelFileError, ParameterError
-from .io import atomic_write
+from .io import atomic_write, missing_file
 from .preprocessing import Preprocessing
 
 #: Version of the model-file layout written by this soundscape. Files with a higher
@@ -148,9 +148,12 @@ def model_payload(detector: Detector) -> dict[str, Any]:
     }
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """torch.save to a temp file in the same folder, then rename onto `path` (see `soundscape.io`)."""
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp), make_parents=True)
+def atomic_torch_save(obj: Any, path: str | os.PathLike, what: str = "model file") -> Path:
+    """torch.save to a temp file in the same folder, then rename onto `path` (see `soundscape.io`).
+
+    A full disk or read-only folder raises `OutputError` naming `what` and `path`.
+    """
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp), make_parents=True, what=what)
 
 
 def save_model(path: str | os.PathLike, detector: Detector) -> Path:
@@ -357,7 +360,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"model file not found: {path}")
+        raise missing_file(path, "model file")
     if path.is_dir():
         raise ModelFileError(f"{path}: is a folder, not a model file")
     if path.stat().st_size == 0:

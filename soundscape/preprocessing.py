@@ -30,6 +30,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,10 @@ SHORT_CLIP_POLICIES = ("pad", "extend", "error")
 FEATURES = ("image", "fbank", "stft", "stft_phase", "group_delay", "waveform")
 NORMS = (None, "per_file")
 FRAME_FEATURES = ("fbank", "stft", "stft_phase", "group_delay")
+logger = logging.getLogger("soundscape.preprocessing")
+_warned_stretch: set = set()
+_warned_stretch_lock = threading.Lock()
+
 _AUDIO_FIELDS = ("sample_rate", "clip_duration", "short_clip")
 _FINISH_FIELDS = ("height", "width", "channels", "norm")
 
@@ -359,11 +365,35 @@ class Preprocessing:
     def finish(self, frames: torch.Tensor) -> torch.Tensor:
         """Stage 2: model inputs ``(batch, *input_shape)`` from frames ``(batch, n_bins, frames)``."""
         if self.feature == "image":
+            if self.clip_duration is None:
+                self._warn_stretch(frames.shape[-1])
             return dsp.db_to_image(frames, self.decibel_limits, self.height, self.width, self.channels)
         if self.feature == "waveform":
             return frames[:, 0, :]
         out = frames.transpose(1, 2)
         return dsp.per_file_norm(out) if self.norm == "per_file" else out.contiguous()
+
+    def _warn_stretch(self, n_frames: int) -> None:
+        """Warn (once per process and preprocessing) that clips of any length become one image size.
+
+        Without a clip duration each clip's spectrogram is resized to `width` columns,
+        so the time axis is stretched or squeezed by a factor that differs per file.
+        """
+        key = self.cache_key()
+        with _warned_stretch_lock:
+            if key in _warned_stretch:
+                return
+            _warned_stretch.add(key)
+        win, hop = self.frame_grid
+        seconds = ((max(n_frames, 1) - 1) * hop + win) / self.sample_rate
+        factor = self.width / max(n_frames, 1)
+        logger.warning(
+            "clip_duration is None: every clip's spectrogram is resized to %d x %d whatever the "
+            "clip's length, so its time axis is stretched by width / frames, a factor that differs "
+            "between clips of different lengths (this clip: %d frames, about %.2f s -> %d columns, "
+            "x%.3g); set clip_duration (Preprocessing(clip_duration=...) or the dataset's "
+            "clip_duration=) to keep one time scale", self.height, self.width, n_frames, seconds,
+            self.width, factor)
 
     def features(self, waveforms: torch.Tensor, device: str | torch.device | None = None) -> torch.Tensor:
         """Model inputs ``(batch, *input_shape)`` of fitted waveforms ``(batch, samples)``.

@@ -168,7 +168,7 @@ def test_data_mistakes_exit_1_with_one_line(work, capsys, monkeypatch):
     cases = {
         "no_gender.csv": "column 'gender' named in the config is missing",
         "empty.csv": "empty.csv: the file is empty",
-        "missing_audio.csv": "could not be read; first (row 0): audio file not found",
+        "missing_audio.csv": "could not be read; first (line 2): audio file not found",
         "nope.csv": "data set file not found: nope.csv",
         "soundscape://esc50": "soundscape datasets download esc50",
     }

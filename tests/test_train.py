@@ -111,7 +111,8 @@ def test_training_loss_falls_and_log_parses_with_the_classic_functions(clips, tm
         assert len(extract_all_lines_containing(log, name)) == 4
     assert "valid_precision: [" in log and "]" in log.split("valid_precision: ")[1].split("\n")[0]
     files = sorted(p.name for p in save_dir.iterdir())
-    assert files == ["best.model", "epoch-1.tar", "epoch-3.tar", "metrics.csv", "metrics.json"]
+    assert files == ["best.model", "epoch-1.tar", "epoch-3.tar", "metrics.csv", "metrics.json",
+                     "training_run.json"]
     csv = pd.read_csv(save_dir / "metrics.csv")
     assert len(csv) == 4 and "valid_f1[high]" in csv.columns
     np.testing.assert_allclose(csv["train_loss"], history["train_loss"])

@@ -39,7 +39,7 @@ import pandas as pd
 
 from ..errors import ParameterError
 from ..io import atomic_write as _atomic_write
-from ..io import clean_stale_temp_files, is_temp_file, write_json
+from ..io import clean_stale_temp_files, is_temp_file, write_failure, write_json
 
 try:
     import fcntl
@@ -65,20 +65,22 @@ def check_format(output_format: str) -> str:
     return output_format
 
 
-def atomic_write(path: Path, writer: Callable[[Path], Any]) -> Path:
+def atomic_write(path: Path, writer: Callable[[Path], Any], what: str = "file") -> Path:
     """Call `writer(tmp_path)` for a temp file beside `path`, then rename it onto `path`.
 
-    A thin wrapper of `soundscape.io.atomic_write` (creates missing folders).
+    A thin wrapper of `soundscape.io.atomic_write` (creates missing folders; a full disk
+    raises `OutputError` naming `what` and `path`).
     """
-    return _atomic_write(path, writer, make_parents=True)
+    return _atomic_write(path, writer, make_parents=True, what=what)
 
 
 def write_table(frame: pd.DataFrame, path: Path, output_format: str) -> Path:
     """Write a score table (index written as columns) atomically."""
     flat = frame.reset_index()
     if output_format == "parquet":
-        return atomic_write(path, lambda tmp: flat.to_parquet(tmp, index=False))
-    return atomic_write(path, lambda tmp: flat.to_csv(tmp, index=False, lineterminator="\n"))
+        return atomic_write(path, lambda tmp: flat.to_parquet(tmp, index=False), "score table")
+    return atomic_write(path, lambda tmp: flat.to_csv(tmp, index=False, lineterminator="\n"),
+                        "score table")
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -130,6 +132,18 @@ def _score_files(root: Path) -> set[str]:
         return set()
     return {f"scores/{p.name}" for p in folder.iterdir()
             if p.suffix in (".csv", ".parquet") and not is_temp_file(p.name) and p.is_file()}
+
+
+@contextlib.contextmanager
+def _naming_write_failures(path: Path, what: str) -> Iterator[None]:
+    """Re-raise a failed write (disk full...) as an `OutputError` naming `path` and `what`."""
+    try:
+        yield
+    except OSError as exc:
+        failure = write_failure(exc, path, what)
+        if failure is None:
+            raise
+        raise failure from exc
 
 
 class OutputFolder:
@@ -253,7 +267,7 @@ class OutputFolder:
     def _append(self, entry: dict) -> None:
         """Append one record: a single O_APPEND write, under the folder lock."""
         line = (json.dumps(entry) + "\n").encode("utf-8")
-        with self._locked():
+        with self._locked(), _naming_write_failures(self.manifest, "manifest"):
             fd = os.open(self.manifest, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
             try:
                 size = os.fstat(fd).st_size
@@ -312,7 +326,8 @@ class OutputFolder:
                         frame = pd.concat([errors, previous.loc[keep, ["file", "error"]]],
                                           ignore_index=True)
             return atomic_write(self.errors_path,
-                                lambda tmp: frame.to_csv(tmp, index=False, lineterminator="\n"))
+                                lambda tmp: frame.to_csv(tmp, index=False, lineterminator="\n"),
+                                "error list")
 
 
 def read_scores(output_dir: str | Path) -> pd.DataFrame:

@@ -23,7 +23,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from ..audio import clip_times
 from ..errors import ParameterError
+from ..io import check_writable
 from ..loading import ClipLoader
 from ..model_file import Detector, to_plain, load_model
 from ..preprocessing import Preprocessing
@@ -81,6 +83,11 @@ def _check_positive(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def _check_windows(clip_duration: float, clip_overlap, final_clip) -> None:
+    """ParameterError for window settings no recording could use (checked up front)."""
+    clip_times(float(clip_duration), float(clip_duration), clip_overlap, final_clip)
 
 
 def _error_record(file, exc: BaseException) -> dict:
@@ -413,6 +420,9 @@ def predict_recordings(
         raise ParameterError("the model's preprocessing has no clip_duration; pass clip_duration=")
     prep = prep.replace(clip_duration=float(clip_duration))
     frame_geometry(prep)
+    _check_windows(prep.clip_duration, clip_overlap, final_clip)  # before any file is touched
+    if output_dir is not None:
+        check_writable(output_dir, "predict_recordings output_dir")
     paths = find_audio_files(files)
     device = _device(model, device)
     prec = resolve_precision(precision, device)

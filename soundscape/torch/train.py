@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ..errors import ParameterError, TrainingError
-from ..io import clean_stale_temp_files
+from ..io import check_writable, clean_stale_temp_files
 from ..metrics import multi_target_metrics, plot_history, read_history, single_target_metrics
 from ..model_file import Detector, model_payload
 from ..models import PICKLED_MODULE, default_preprocessing, identify
@@ -34,7 +34,8 @@ from ..preprocessing import Preprocessing
 from ..recipes import Recipe, dataset_labels, mixed_loss, mixup
 from ..runtime import default_loader_settings, resolve_device, resolve_precision, worker_init
 from .checkpoints import (BEST_MODEL, _metadata, _restore_best, _resume, _save_checkpoint,
-                          _update_best, _write_metrics, latest_checkpoint)
+                          _update_best, _write_metrics, config_hash, latest_checkpoint, new_run_id,
+                          run_identity, warn_about_other_runs, write_run_file)
 
 __all__ = ["train", "plot_history", "read_history", "latest_checkpoint"]
 
@@ -112,6 +113,12 @@ class _Run:
     precision: Any = None  # runtime.Precision
     best_state: dict | None = None
     stopped_early: bool = False
+    generator: torch.Generator | None = None  # the shuffling / sampling generator
+    run_id: str = ""  # see checkpoints.new_run_id; a resumed run keeps its checkpoint's
+    identity: dict = field(default_factory=dict)  # checkpoints.run_identity
+    config_hash: str = ""
+    checkpoints: list[str] = field(default_factory=list)  # epoch-N.tar names this run wrote
+    started: str = ""
 
     metadata: dict = field(default_factory=dict)  # saved with every model file of the run
 
@@ -248,6 +255,8 @@ def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, ep
             )
     else:
         raise ParameterError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    # the arguments are valid; before any clip is read: can the run's files be written there?
+    check_writable(save_dir, "training save_dir", needed_bytes=_minimum_checkpoint_bytes(model))
     preprocessing = _model_preprocessing(model, arch, kwargs, [train_dataset, valid_dataset, test_dataset])
     if seed is not None:
         torch.manual_seed(seed)
@@ -267,10 +276,13 @@ def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, ep
     generator = torch.Generator()
     if seed is not None:
         generator.manual_seed(seed)
+    run.generator = generator
     common = dict(batch_size=int(batch_size), num_workers=int(num_workers), collate_fn=_collate,
                   pin_memory=device.type == "cuda")
     if int(num_workers) > 0:
-        common.update(worker_init_fn=worker_init, persistent_workers=True,
+        # seeded runs start fresh workers each epoch, seeded from the saved generator, so a
+        # resumed run draws the augmentations an uninterrupted one would
+        common.update(worker_init_fn=worker_init, persistent_workers=seed is None,
                       multiprocessing_context=settings["multiprocessing_context"])
     sampler = recipe.sampler(lambda: dataset_labels(train_dataset), generator)
     order = (dict(sampler=sampler) if sampler is not None
@@ -279,8 +291,20 @@ def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, ep
     run.valid_loader = DataLoader(_SafeDataset(valid_dataset), shuffle=False, **common)
     if test_dataset is not None and len(test_dataset):
         run.test_loader = DataLoader(_SafeDataset(test_dataset), shuffle=False, **common)
+    run.identity = run_identity(run, optimizer, loss_fn, recipe)  # before a schedule moves the LR
+    run.config_hash = config_hash(run.identity)
+    run.run_id = new_run_id()
+    run.started = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
     _apply_recipe(run, recipe, train_dataset, seed)
     return run
+
+
+def _minimum_checkpoint_bytes(model: torch.nn.Module) -> int:
+    """Bytes one checkpoint takes at least: the weights twice (states and embedded model)."""
+    network = model.network if isinstance(model, Detector) else model
+    if not isinstance(network, torch.nn.Module):
+        return 0
+    return 2 * sum(t.numel() * t.element_size() for t in network.state_dict().values())
 
 
 def _apply_recipe(run: _Run, recipe: Recipe, train_dataset: Dataset, seed: int | None) -> None:
@@ -386,8 +410,12 @@ def _run_epoch(run: _Run, epoch: int) -> dict:
 
 
 @torch.no_grad()
-def _evaluate(run: _Run, loader: DataLoader, desc: str = "validate") -> dict:
-    """Loss and metrics of the model on `loader`, in eval mode."""
+def _evaluate(run: _Run, loader: DataLoader, desc: str = "validate", required: bool = False) -> dict:
+    """Loss and metrics of the model on `loader`, in eval mode.
+
+    With `required` (the validation set, which picks the best model), a loader none of
+    whose clips could be read raises TrainingError naming examples.
+    """
     run.network.eval()
     total, n, logits_all, y_all = 0.0, 0, [], []
     for batch, failed in _progress(loader, run.progress, desc, len(loader)):
@@ -400,6 +428,14 @@ def _evaluate(run: _Run, loader: DataLoader, desc: str = "validate") -> dict:
         logits_all.append(logits.cpu())
         y_all.append(y.cpu())
     if n == 0:
+        if required:
+            dataset = getattr(loader.dataset, "dataset", loader.dataset)
+            where = getattr(dataset, "clip_path", None)
+            names = {str(where(i)) for i in range(len(dataset))} if callable(where) else set(run.skipped)
+            examples = "; ".join(f"{k}: {v}" for k, v in run.skipped.items() if k in names)
+            raise TrainingError(
+                f"no validation clip could be read (all {len(dataset)} were skipped), so the "
+                f"epochs cannot be scored; first: {examples[:600] or '(no reason recorded)'}")
         return {"loss": float("nan")}
     return {"loss": total / n, **_metrics(run, logits_all, y_all)}
 
@@ -491,10 +527,16 @@ def train(
     device : optional
         Default: CUDA when available, else CPU.
     seed : int, optional
-        Seeds torch, numpy and the shuffling for repeatable runs.
+        Seeds torch, numpy and the shuffling for repeatable runs. A seeded run resumed
+        from a checkpoint ends with the weights of an uninterrupted one (loader workers,
+        if any, are then started afresh each epoch).
     resume_from : path, optional
-        A checkpoint, or a save_dir whose latest ``epoch-N.tar`` is used: continue that run
-        (model, optimizer, scheduler, epoch counter and history are restored).
+        A checkpoint, or a save_dir whose run's latest ``epoch-N.tar`` is used: continue
+        that run (model, optimizer, scheduler, epoch counter, history and random states
+        are restored). A checkpoint of a run with another configuration (architecture,
+        classes, preprocessing, optimizer and its hyperparameters, loss, recipe) is
+        refused with a ParameterError naming the differences; `epochs` may differ. A new
+        run (without `resume_from`) in a save_dir holding another run's files warns.
     progress_bar : bool, optional
         tqdm bars on stderr; default: only in a terminal or notebook.
     print_logging : bool
@@ -532,7 +574,11 @@ def train(
     Raises
     ------
     TrainingError
-        The loss became NaN (names epoch and batch), or no training clip could be loaded.
+        The loss became NaN (names epoch and batch), or no training (or no validation)
+        clip could be loaded.
+    OutputError
+        `save_dir` cannot be written (checked before any clip is read), or a file could
+        not be written during training (disk full): names the file.
     ModelFileError
         A checkpoint to resume from holds pickled objects other than torch layers and
         `trusted` is False.
@@ -544,10 +590,13 @@ def train(
                  print_logging, recipe, test_dataset, metadata, precision)
     if resume_from is not None:
         _resume(run, resume_from, trusted)
+    else:
+        warn_about_other_runs(run)
+    write_run_file(run)
     for epoch in range(run.start_epoch, run.epochs):
         started = time.perf_counter()
         train_out = _run_epoch(run, epoch)
-        valid_out = _evaluate(run, run.valid_loader)
+        valid_out = _evaluate(run, run.valid_loader, required=True)
         record = {"epoch": epoch}
         record.update({f"train_{k}": v for k, v in train_out.items()})
         record.update({f"valid_{k}": v for k, v in valid_out.items()})
@@ -578,6 +627,7 @@ def train(
             break
     if recipe.restores_best:
         _restore_best(run, trusted)
+    write_run_file(run, "complete")
     if run.print_logging and run.best_epoch is not None:
         best = run.save_dir / BEST_MODEL
         print(f"Training complete. Best model: epoch {run.best_epoch}, saved to {best}", flush=True)

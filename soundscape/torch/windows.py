@@ -135,8 +135,11 @@ class ChunkReader:
         self.up, self.down = ratio.numerator, ratio.denominator
         # resample_poly's filter spans 10 * max(up, down) upsampled samples each side
         self.context = -(-10 * max(self.up, self.down) // self.up) + 2
+        from ..audio_files import _is_mpeg, quiet_mpeg_decoder
+
         try:
-            self.handle = soundfile.SoundFile(self.path)
+            with quiet_mpeg_decoder(_is_mpeg(self.path)):  # MP3-in-WAV headers make it talk
+                self.handle = soundfile.SoundFile(self.path)
         except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:
             raise AudioFileError(f"{self.path}: not a readable audio file ({exc})") from exc
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..data_selection import train_valid_split
 from ..errors import AnnotationError, ConfigError
+from ..io import missing_file
 
 __all__ = ["Table", "read_table", "required_columns", "check_columns", "split_table", "SPLITS"]
 
@@ -31,6 +32,29 @@ _FIXED_NAMES = {
     "dev": "validation",
     "2": "test", "test": "test",
 }
+
+
+def _counted_from_file(source: str) -> bool:
+    return str(source).lower().endswith((".csv", ".tsv", ".tab", ".txt"))
+
+
+def row_number(label, source: str):
+    """The number a message gives a table row: its 1-based line in a CSV/TSV file (the
+    header is line 1), else the row's index label (counted from 0)."""
+    if isinstance(label, (int, np.integer)):
+        return int(label) + 2 if _counted_from_file(source) else int(label)
+    return label
+
+
+def rows_text(labels, source: str, limit: int = 5) -> str:
+    """``file lines 2, 5, 12`` (CSV/TSV) or ``rows 0, 3, 10 (counted from 0)`` for messages."""
+    labels = list(labels)
+    nums = ", ".join(str(row_number(v, source)) for v in labels[:limit])
+    more = f" and {len(labels) - limit} more" if len(labels) > limit else ""
+    plural = "s" if len(labels) != 1 else ""
+    if _counted_from_file(source):
+        return f"file line{plural} {nums}{more}"
+    return f"row{plural} {nums}{more} (counted from 0)"
 
 
 @dataclass
@@ -76,7 +100,7 @@ def read_table(dataset, base_dir: str | os.PathLike | None = None, data_root=Non
     if path.is_dir():
         raise AnnotationError(f"{path}: is a folder; expected a CSV, TSV or Parquet file")
     if not path.is_file():
-        raise FileNotFoundError(f"data set file not found: {path}")
+        raise missing_file(path, "data set file")
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
@@ -121,9 +145,9 @@ def audio_paths(table: Table, column: str) -> list[Path]:
     values = table.frame[column]
     empty = values.isna() | (values.astype(str).str.strip() == "")
     if empty.any():
-        rows = list(np.flatnonzero(empty.to_numpy())[:5] + 2)
         raise AnnotationError(
-            f"{table.source}: column {column!r} has empty audio paths (file lines {rows})"
+            f"{table.source}: column {column!r} has empty audio paths "
+            f"({rows_text(values.index[empty.to_numpy()], table.source)})"
         )
     out = []
     for v in values.astype(str):
@@ -141,7 +165,8 @@ def _fixed_split(frame: pd.DataFrame, column: str, source: str) -> np.ndarray:
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise AnnotationError(
-            f"{source}: split column {column!r} has value {raw.iloc[i]!r} (file line {i + 2}); "
+            f"{source}: split column {column!r} has value {raw.iloc[i]!r} "
+            f"({rows_text([raw.index[i]], source)}); "
             "allowed: 0/train/training, 1/validation/valid/val, 2/test"
         )
     return names.to_numpy(dtype=object)

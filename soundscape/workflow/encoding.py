@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import AnnotationError, ConfigError
+from .data import rows_text
 
 __all__ = ["build_metadata", "encode_targets", "encode_inputs", "class_names", "label_strings"]
 
@@ -46,10 +47,9 @@ def label_strings(values: pd.Series) -> pd.Series:
 def _require_labels(labels: pd.Series, column: str, source: str) -> None:
     missing = labels.isna() | (labels == "")
     if missing.any():
-        rows = list(np.flatnonzero(missing.to_numpy())[:5])
         raise AnnotationError(
             f"{source}: column {column!r} has {int(missing.sum())} empty value(s) "
-            f"(rows {rows}, counted from 0); every row needs a label"
+            f"({rows_text(labels.index[missing.to_numpy()], source)}); every row needs a label"
         )
 
 
@@ -153,7 +153,7 @@ def _numbers(values: pd.Series, column: str, source: str) -> np.ndarray:
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise AnnotationError(
             f"{source}: number column {column!r} has a non-numeric value {values.iloc[i]!r} "
-            f"(row {i}, counted from 0)"
+            f"({rows_text([values.index[i]], source)})"
         )
     return numeric.to_numpy(dtype=float)
 
@@ -164,7 +164,8 @@ def _booleans(values: pd.Series, column: str, source: str) -> np.ndarray:
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise AnnotationError(
-            f"{source}: binary column {column!r} has value {values.iloc[i]!r} (row {i}); "
+            f"{source}: binary column {column!r} has value {values.iloc[i]!r} "
+            f"({rows_text([values.index[i]], source)}); "
             f"use one of {sorted(_TRUE)} or {sorted(_FALSE)}"
         )
     return text.isin(_TRUE).to_numpy(dtype=np.float32)
@@ -186,7 +187,8 @@ def encode_targets(meta: dict, config: dict, frame: pd.DataFrame, source: str) -
             for label in (x.strip() for x in text.split(info["delimiter"])):
                 if label and label not in index:
                     raise AnnotationError(
-                        f"{source}: set column {name!r} row {row} has label {label!r}, unknown to "
+                        f"{source}: set column {name!r} ({rows_text([frame.index[row]], source)}) "
+                        f"has label {label!r}, unknown to "
                         f"the model (known: {', '.join(info['idx2str'])})"
                     )
                 if label:
@@ -206,7 +208,8 @@ def encode_targets(meta: dict, config: dict, frame: pd.DataFrame, source: str) -
         if not known.all():
             i = int(np.flatnonzero(~known.to_numpy())[0])
             raise AnnotationError(
-                f"{source}: binary column {name!r} row {i} has value {labels.iloc[i]!r}; "
+                f"{source}: binary column {name!r} ({rows_text([labels.index[i]], source)}) has "
+                f"value {labels.iloc[i]!r}; "
                 f"the model knows {neg!r} and {pos!r}"
             )
         return positive.to_numpy(dtype=np.float32)
@@ -216,7 +219,8 @@ def encode_targets(meta: dict, config: dict, frame: pd.DataFrame, source: str) -
         values = sorted(labels[unknown].unique())[:5]
         raise AnnotationError(
             f"{source}: column {name!r} has label(s) {values} unknown to the model "
-            f"(known: {', '.join(info['idx2str'])})"
+            f"({rows_text(labels.index[unknown.to_numpy()], source)}; known: "
+            f"{', '.join(info['idx2str'])})"
         )
     return labels.map(index).to_numpy(dtype=np.int64)
 

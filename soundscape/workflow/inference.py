@@ -19,14 +19,14 @@ import numpy as np
 import pandas as pd
 
 from ..errors import AnnotationError, AudioFileError, ParameterError
+from ..io import atomic_write, check_writable
 from ..model_file import Detector
-from ..torch.predict import predict as predict_clips
 from ..torch.predict import predict_recordings
-from .data import check_columns, read_table, required_columns, split_table
+from .data import check_columns, read_table, required_columns, rows_text, split_table
 from .evaluation import predictions_frame, write_predictions
 from .model import ARCHITECTURE, load_detector
 from .runs import write_json
-from .tables import config_dataset, output_info, probabilities, split_statistics
+from .tables import config_dataset, output_info, predict_rows, probabilities, split_statistics
 from .training import resolve_device
 
 __all__ = ["evaluate", "predict", "predict_folder", "model_interface"]
@@ -114,8 +114,10 @@ def evaluate(
     -------
     (statistics, predictions or None, output directory or None)
     """
-    detector = _detector(model)
     split = _split_name(split)
+    if output_directory is not None:  # before the model and the audio are read
+        check_writable(output_directory, "evaluation output directory")
+    detector = _detector(model)
     table, conf, meta = _table_and_interface(detector, dataset, base_dir, data_root)
     columns = required_columns(conf)
     if split == "full" and conf["split"]["type"] in ("fixed", "group"):
@@ -135,12 +137,12 @@ def evaluate(
     s, probs = split_statistics(detector, data, out_meta, batch, resolve_device(device))
     stats = {out_name: s, "combined": {"loss": s["loss"]}}
     preds = None
-    if collect_predictions:
-        preds = _with_inputs(data.frame, conf, predictions_frame(out_meta, out_name, probs))
+    if collect_predictions:  # every input row; unreadable ones with empty predictions and an error
+        preds = _every_row(frame, conf, out_meta, out_name, data, probs)
         truth = conf["output_features"][0].get("columns") or [out_name]
         for col in truth:
-            if col in data.frame.columns:
-                preds[col] = data.frame[col].to_numpy()
+            if col in frame.columns:
+                preds[col] = frame[col].to_numpy()
     out_dir = None
     if output_directory is not None:
         out_dir = Path(output_directory)
@@ -151,9 +153,37 @@ def evaluate(
     return stats, preds, out_dir
 
 
-def _write_errors(failures: list, out_dir: Path) -> None:
+def _write_errors(failures: list, out_dir: Path, columns=("row", "file", "error")) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(failures, columns=["row", "file", "error"]).to_csv(out_dir / "errors.csv", index=False)
+    frame = pd.DataFrame(failures, columns=list(columns))
+    atomic_write(out_dir / "errors.csv", lambda tmp: frame.to_csv(tmp, index=False), what="error list")
+
+
+def _every_row(frame: pd.DataFrame, conf: dict, out_meta: dict, out_name: str, data,
+               probs: np.ndarray) -> pd.DataFrame:
+    """One prediction row per input row of `frame`, in its order.
+
+    Rows whose audio could not be read (by the header check or when scored) have empty
+    predictions and the reason in an ``error`` column (present when any row failed).
+    """
+    n = len(frame)
+    probs = np.asarray(probs, dtype=float)
+    full = np.full((n,) + probs.shape[1:], np.nan)
+    kept = np.flatnonzero(data.keep)
+    if len(kept):
+        full[kept] = probs
+    preds = predictions_frame(out_meta, out_name, full)
+    bad = ~np.isfinite(full.reshape(n, -1)).all(axis=1) if n else np.zeros(0, bool)
+    if bad.any():
+        preds[f"{out_name}_predictions"] = preds[f"{out_name}_predictions"].astype(object)
+        preds.loc[bad, f"{out_name}_predictions"] = np.nan
+    preds = _with_inputs(frame, conf, preds)
+    if data.failures:
+        error = np.full(n, np.nan, dtype=object)
+        for row, (_, _, reason) in zip(data.failed_rows, data.failures):
+            error[row] = reason
+        preds["error"] = error
+    return preds
 
 
 def _with_inputs(frame: pd.DataFrame, conf: dict, preds: pd.DataFrame) -> pd.DataFrame:
@@ -184,11 +214,13 @@ def predict(
     Returns
     -------
     (predictions, output directory or None)
-        With ``output_directory``, ``predictions.parquet`` and ``predictions.csv`` are written
-        (and ``errors.csv`` for a table).
+        With ``output_directory``, ``predictions.parquet``, ``predictions.csv`` and
+        ``errors.csv`` (the rows, or recordings, that could not be read) are written.
     """
-    detector = _detector(model)
     device = resolve_device(device)
+    if output_directory is not None:  # before the model and the audio are read
+        check_writable(output_directory, "prediction output directory")
+    detector = _detector(model)
     if not isinstance(dataset, pd.DataFrame) and Path(str(dataset)).is_dir():
         preds = predict_folder(detector, dataset, clip_overlap, device, batch_size, progress,
                                output_directory=output_directory)
@@ -198,21 +230,23 @@ def predict(
         n_inputs = len(conf["input_features"])
         check_columns(table, required_columns(conf, with_outputs=False)[:n_inputs], "the model's config")
         data = config_dataset(conf, meta, detector.preprocessing, table, table.frame,
-                              with_targets=False, desc="audio")
+                              with_targets=False, desc="audio", tolerate_most=True)
         out_name, out_meta = output_info(conf, meta)
         batch = batch_size or conf["trainer"]["batch_size"]
-        probs = np.zeros((0, len(detector.classes)))
+        logits = np.zeros((0, len(detector.classes)), np.float32)
         if data.dataset is not None:
-            logits = predict_clips(detector, data.dataset, batch_size=batch, activation=None, device=device)
-            probs = probabilities(out_meta, logits.to_numpy(np.float32))
-        preds = _with_inputs(data.frame, conf, predictions_frame(out_meta, out_name, probs))
+            logits, _ = predict_rows(detector, data, batch, device)  # NaN rows: failed when scored
+        # one row per input: unreadable ones with empty scores and the reason
+        preds = _every_row(table.frame, conf, out_meta, out_name, data,
+                           probabilities(out_meta, logits))
         failures = data.failures
-        if failures:  # one row per input: unreadable ones with empty scores and the reason
-            audio = conf["input_features"][0]["name"]
-            preds.index = np.flatnonzero(data.keep)
-            bad = pd.DataFrame({audio: table.frame[audio].to_numpy()[~data.keep],
-                                "error": [e for _, _, e in failures]}, index=np.flatnonzero(~data.keep))
-            preds = pd.concat([preds, bad]).sort_index().reset_index(drop=True)
+        if len(failures) == len(table.frame):  # some passed the header check, none could be read
+            if output_directory is not None:
+                _write_errors(failures, Path(output_directory))
+            _, _, reason = failures[0]
+            first = rows_text([table.frame.index[data.failed_rows[0]]], table.source)
+            raise AudioFileError(f"{table.source}: {len(failures)} of {len(failures)} audio file(s) "
+                                 f"could not be read; first ({first}): {reason}")
     out_dir = None
     if output_directory is not None:
         out_dir = Path(output_directory)
@@ -250,6 +284,9 @@ def predict_folder(
         activation=None, progress="always" if progress else False,
         output_dir=None if output_directory is None else Path(output_directory) / "scores")
     errors = scores.attrs.get("errors") or []
+    if output_directory is not None:  # the failed recordings, beside the predictions
+        _write_errors([(e["file"], e["error"]) for e in errors], Path(output_directory),
+                      columns=("file", "error"))
     if errors and len(scores) == 0:
         raise AudioFileError(f"none of the recordings could be read; first: {errors[0]['file']}: "
                              f"{errors[0]['error']}")

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, ModelFileError, ParameterError
+from ..io import missing_file
 from ..model_file import Detector, load_model
 from ..preprocessing import Preprocessing
 from ..models.encoders import Combiner, build_encoder
@@ -170,7 +171,7 @@ def model_file_path(model_path: str | os.PathLike) -> Path:
             raise FileNotFoundError(f"no model file {MODEL_FILE} in folder {path}")
         return candidate
     if not path.exists():
-        raise FileNotFoundError(f"model not found: {path}")
+        raise missing_file(path, "model")
     return path
 
 

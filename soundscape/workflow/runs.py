@@ -10,7 +10,9 @@
         training_statistics.json          per-epoch metrics per split
         test_statistics.json              the test split, evaluated with the best weights
         metrics.csv                       one row per epoch
-        description.json                  config, versions, data set sizes, timings
+        errors.csv                        rows whose audio could not be read, clips skipped
+        description.json                  config, versions, data set sizes, timings, status
+        INCOMPLETE                        only while (or if) the run has not finished
 """
 
 from __future__ import annotations

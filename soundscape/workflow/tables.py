@@ -22,7 +22,7 @@ from ..datasets import AudioDataset, MultiTargetAudioDataset, SingleTargetAudioD
 from ..errors import AudioFileError
 from ..model_file import Detector
 from ..torch.predict import predict as predict_clips
-from .data import Table, audio_paths
+from .data import Table, audio_paths, row_number
 from .encoding import class_names, encode_inputs, encode_targets
 from .evaluation import compute_statistics
 
@@ -40,6 +40,8 @@ class ConfigData:
     targets: np.ndarray | None
     keep: np.ndarray  # bool per input row: audio readable
     failures: list[tuple[int, str, str]] = field(default_factory=list)  # (CSV line, path, reason)
+    failed_rows: list[int] = field(default_factory=list)  # input position of each failure
+    lines: list = field(default_factory=list)  # file line (or row label) of each kept row
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -47,6 +49,18 @@ class ConfigData:
     @property
     def skipped(self) -> int:
         return len(self.failures)
+
+    def record_failures(self, failed: list[tuple[int, str]], lines: list) -> None:
+        """Add clips of the dataset (kept positions, reasons) that failed later, when scored."""
+        kept = np.flatnonzero(self.keep)
+        for j, reason in failed:
+            row = int(kept[j])
+            if row not in self.failed_rows:
+                self.failed_rows.append(row)
+                self.failures.append((lines[j], str(self.dataset.paths[j]), reason))
+        order = np.argsort(self.failed_rows, kind="stable")  # input order, as errors.csv lists them
+        self.failed_rows = [self.failed_rows[i] for i in order]
+        self.failures = [self.failures[i] for i in order]
 
 
 def _unreadable(path) -> str | None:
@@ -69,23 +83,30 @@ def output_info(config: dict, metadata: dict) -> tuple[str, dict]:
 
 def config_dataset(config: dict, metadata: dict, preprocessing, table: Table, frame: pd.DataFrame,
                    with_targets: bool = True, desc: str = "audio", strict: bool = False,
-                   augmentations: dict | None = None) -> ConfigData:
-    """The dataset of `frame`'s rows (audio, other inputs and, optionally, targets)."""
+                   augmentations: dict | None = None, tolerate_most: bool = False) -> ConfigData:
+    """The dataset of `frame`'s rows (audio, other inputs and, optionally, targets).
+
+    Rows whose audio cannot be read are left out and listed in ``failures``; more than
+    half of them failing raises (a wrong folder, most likely), unless `tolerate_most`
+    (prediction: every row gets its own result or error), and so does every one failing.
+    """
     audio_name = next(f["name"] for f in config["input_features"] if f["type"] == "audio")
-    sub = Table(frame.reset_index(drop=True), table.base_dir, table.source)
+    sub = Table(frame, table.base_dir, table.source)  # index kept: messages name file lines
     paths = audio_paths(sub, audio_name)
     bad_rows = [(i, str(p), r) for i, p in enumerate(paths) if (r := _unreadable(p)) is not None]
-    _check_failures(bad_rows, len(paths), f"{table.source} ({desc})", strict)
+    failures = [(_line(frame.index[i], table.source), p, r) for i, p, r in bad_rows]
+    _check_failures(failures, len(paths), table.source, strict, desc, tolerate_most)
     bad = {i for i, _, _ in bad_rows}
-    failures = [(_line(frame.index[i]), p, r) for i, p, r in bad_rows]
     keep = np.array([i not in bad for i in range(len(paths))], dtype=bool)
-    kept = sub.frame[keep].reset_index(drop=True)
+    labelled = frame[keep]  # the input rows' own index, so encoding errors name their lines
+    kept = labelled.reset_index(drop=True)
+    failed_rows = [i for i, _, _ in bad_rows]
     if not len(kept):
-        return ConfigData(None, kept, None, keep, failures)
-    cats, nums = encode_inputs(metadata, config, kept, table.source)
+        return ConfigData(None, kept, None, keep, failures, failed_rows)
+    cats, nums = encode_inputs(metadata, config, labelled, table.source)
     extra = {k: v for k, v in (("__categories__", cats), ("__scalars__", nums)) if v is not None}
     files = [str(p) for p, good in zip(paths, keep) if good]
-    targets = encode_targets(metadata, config, kept, table.source) if with_targets else None
+    targets = encode_targets(metadata, config, labelled, table.source) if with_targets else None
     _, out_meta = output_info(config, metadata)
     classes = class_names(metadata, config)
     common = dict(filename_column="file", preprocessing=preprocessing, extra_inputs=extra,
@@ -104,42 +125,100 @@ def config_dataset(config: dict, metadata: dict, preprocessing, table: Table, fr
         dataset = MultiTargetAudioDataset(df, classes=list(df.columns[1:]), **common)
         dataset.classes = list(classes)
         dataset.label_dict = dict(enumerate(classes))
-    return ConfigData(dataset, kept, targets, keep, failures)
+    return ConfigData(dataset, kept, targets, keep, failures, failed_rows,
+                      [_line(v, table.source) for v in labelled.index])
 
 
-def _line(label) -> int | str:
-    """The 1-based line of a table row in its CSV file (the header is line 1)."""
-    return int(label) + 2 if isinstance(label, (int, np.integer)) else str(label)
+def _line(label, source: str = ".csv") -> int | str:
+    """The 1-based line of a table row in its CSV file (the header is line 1); for other
+    sources (DataFrame, Parquet) the row's index label."""
+    number = row_number(label, source)
+    return number if isinstance(number, int) else str(number)
 
 
-def _check_failures(failures: list, total: int, source: str, strict: bool) -> None:
-    """Raise when every file (or, with `strict`, any; otherwise more than half) failed."""
+def _check_failures(failures: list, total: int, source: str, strict: bool, desc: str = "",
+                    tolerate_most: bool = False) -> None:
+    """Raise when every file (or, with `strict`, any; otherwise, unless `tolerate_most`,
+    more than half) failed.
+
+    `failures` are (row number of the message, path, reason) records.
+    """
     if not failures:
         return
     row, _, reason = failures[0]
-    if strict or len(failures) == total or len(failures) > total / 2:
-        raise AudioFileError(f"{source}: {len(failures)} of {total} audio file(s) could not be read; "
-                             f"first (row {row}): {reason}")
-    log.warning("skipped %d of %d rows whose audio could not be read; first (row %d): %s",
-                len(failures), total, row, reason)
+    word = "line" if str(source).lower().endswith((".csv", ".tsv", ".tab", ".txt")) else "row"
+    if strict or len(failures) == total or (len(failures) > total / 2 and not tolerate_most):
+        raise AudioFileError(f"{source}{f' ({desc})' if desc else ''}: {len(failures)} of {total} "
+                             f"audio file(s) could not be read; first ({word} {row}): {reason}")
+    log.warning("skipped %d of %d rows whose audio could not be read; first (%s %s): %s",
+                len(failures), total, word, row, reason)
+
+
+class _Positions(torch.utils.data.Dataset):
+    """A soundscape dataset seen by position only, so `predict` returns the positions it scored."""
+
+    def __init__(self, dataset: AudioDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        return self.dataset[i]
+
+    def feature(self, i: int):
+        return self.dataset.feature(i)
+
+    def clip_path(self, i: int) -> str:
+        return self.dataset.clip_path(i)
+
+
+def predict_rows(detector: Detector, data: ConfigData, batch_size: int = 32, device=None
+                 ) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """(logits of every kept row, NaN where its clip could not be loaded; those (position, reason)).
+
+    Header checks catch most unreadable files up front; this catches the rest (a file
+    whose samples cannot be decoded, NaN samples), so each row keeps its place.
+    """
+    result = predict_clips(detector, _Positions(data.dataset), batch_size=batch_size,
+                           activation=None, device=device)
+    logits = np.full((len(data.dataset), len(detector.classes)), np.nan, dtype=np.float32)
+    done = np.asarray(result.index, dtype=np.int64)
+    logits[done] = result.to_numpy(np.float32)
+    missing = np.setdiff1d(np.arange(len(data.dataset)), done)
+    reasons = [str(e.get("error", "could not be loaded")) for e in result.attrs.get("errors") or []]
+    reasons += ["could not be loaded"] * (len(missing) - len(reasons))
+    failed = [(int(j), r if str(data.dataset.paths[j]) in r else f"{data.dataset.paths[j]}: {r}")
+              for j, r in zip(missing, reasons)]
+    if failed:
+        data.record_failures(failed, data.lines)
+        log.warning("%d of %d clips could not be loaded when scored; first: %s", len(failed),
+                    len(data.dataset), failed[0][1])
+    return logits, failed
 
 
 def split_statistics(detector: Detector, data: ConfigData, out_meta: dict, batch_size: int = 32,
                      device=None) -> tuple[dict, np.ndarray]:
-    """(statistics, probabilities) of `detector` on a split with targets (one predictor)."""
-    logits = predict_clips(detector, data.dataset, batch_size=batch_size, activation=None,
-                           device=device).to_numpy(np.float32)
+    """(statistics, probabilities) of `detector` on a split with targets (one predictor).
+
+    Clips that fail to load when scored get NaN probabilities, are left out of the
+    statistics and are added to ``data.failures``.
+    """
+    logits, _ = predict_rows(detector, data, batch_size, device)
     probs = probabilities(out_meta, logits)
+    ok = ~np.isnan(logits).any(axis=1)
+    logits = logits[ok]
+    targets = None if data.targets is None else np.asarray(data.targets)[ok]
     loss = float("nan")
     if data.targets is not None and len(logits):
         x = torch.tensor(logits)
-        y = torch.tensor(np.asarray(data.targets))
+        y = torch.tensor(targets)
         if out_meta["type"] == "category":
             loss = float(torch.nn.functional.cross_entropy(x, y.long()))
         else:
             loss = float(torch.nn.functional.binary_cross_entropy_with_logits(
                 x, y.float().reshape(x.shape)))
-    return compute_statistics(out_meta, np.asarray(data.targets), probs, loss), probs
+    return compute_statistics(out_meta, targets, probs[ok], loss), probs
 
 
 def probabilities(out_meta: dict, logits: np.ndarray) -> np.ndarray:

@@ -8,6 +8,10 @@ checkpoints, ``resume_from``, early stopping, best model by validation macro F1)
 network. The run folder keeps Ludwig's layout (``model/``, ``training_statistics.json``,
 ``test_statistics.json``, ``metrics.csv``, ``description.json``), written from the loop's
 history; the loop's own files (``best.model``, ``epoch-N.tar``) are in ``checkpoints/``.
+The output folder is checked for writing before any audio is read. Until the run has
+finished, its folder holds an ``INCOMPLETE`` file and ``"status": "incomplete"`` in
+``description.json`` (with the error, when training failed); ``errors.csv`` lists the rows
+left out and the clips the loop skipped.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 
 from ..config import Config, load_config
 from ..errors import AnnotationError
+from ..io import atomic_write, check_writable
 from ..model_file import Detector
 from ..runtime import resolve_device
 from ..torch.train import train as train_loop
@@ -151,6 +156,10 @@ def train(
     conf = cfg.to_dict()
     trainer = conf["trainer"]
     device = resolve_device(device)
+    if resume_from is not None:  # before any audio is read: can the run's files be written?
+        check_writable(_run_of(Path(resume_from)), "run folder to resume")
+    elif output_directory is not None:
+        check_writable(output_directory, "output directory")
     table, parts = _tables(dataset, training_set, validation_set, test_set, conf, base_dir, data_root)
     full = pd.concat([parts[s] for s in SPLITS])
     metadata = build_metadata(conf, full, parts["training"], table.source)
@@ -178,6 +187,31 @@ def train(
         run_dir = run_directory(output_directory, experiment_name)
     scratch = tempfile.TemporaryDirectory(prefix="soundscape-run-") if run_dir is None else None
     save_dir = (run_dir or Path(scratch.name)) / CHECKPOINTS
+    description = {
+        "experiment_name": experiment_name if resume_from is None else (run_dir.name if run_dir else None),
+        "run_directory": run_dir.resolve() if run_dir is not None else None,
+        "dataset": table.source, "config": conf, "versions": versions(), "device": str(device),
+        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+    }
+    if run_dir is not None:
+        _mark_incomplete(run_dir, description)
+    try:
+        return _train_and_save(conf, trainer, table, full, parts, data, usable, metadata, network,
+                               out_name, out_meta, run_dir, save_dir, device, progress, resume_from,
+                               started, description)
+    except BaseException as exc:
+        if run_dir is not None:
+            _mark_incomplete(run_dir, description, exc, data)
+        raise
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+
+
+def _train_and_save(conf, trainer, table, full, parts, data, usable, metadata, network, out_name,
+                    out_meta, run_dir, save_dir, device, progress, resume_from, started,
+                    description) -> TrainResults:
+    """The training loop, then the run folder's files (the second half of `train`)."""
     valid = usable.get("validation", usable["training"])
     if "validation" not in usable:
         log.info("no validation split: the best epoch is chosen on the training split")
@@ -214,27 +248,52 @@ def train(
         write_json(stats, run_dir / "training_statistics.json")
         if test_stats is not None:
             write_json(test_stats, run_dir / "test_statistics.json")
-        _metrics_csv(stats, out_name).to_csv(run_dir / "metrics.csv", index=False)
+        metrics = _metrics_csv(stats, out_name)
+        atomic_write(run_dir / "metrics.csv", lambda tmp: metrics.to_csv(tmp, index=False),
+                     what="metrics table")
         _errors_csv(data, history, run_dir / "errors.csv")
         write_json({
-            "experiment_name": experiment_name if resume_from is None else run_dir.name,
-            "run_directory": run_dir.resolve(),
-            "dataset": table.source,
-            "config": conf,
-            "versions": versions(),
-            "device": str(device),
+            **description,
+            "status": "complete",
             "data_set_size": {
                 "rows": int(len(full)),
                 **{s: int(len(data[s])) if s in data else 0 for s in SPLITS},
                 "skipped_unreadable_audio": {s: data[s].skipped for s in data},
             },
             "training": summary,
-            "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
         }, run_dir / "description.json")
+        (run_dir / INCOMPLETE).unlink(missing_ok=True)
         log.info("saved the run to %s", run_dir)
-    if scratch is not None:
-        scratch.cleanup()
     return TrainResults(run_dir, model_dir, stats, test_stats, detector, metadata)
+
+
+#: marker file of a run folder whose training has not finished (removed on success)
+INCOMPLETE = "INCOMPLETE"
+
+
+def _mark_incomplete(run_dir: Path, description: dict, error: BaseException | None = None,
+                     data: dict | None = None) -> None:
+    """Say in the run folder that the run is not finished: ``INCOMPLETE`` and
+    ``"status": "incomplete"`` in description.json (with the error once it failed)."""
+    import contextlib
+
+    reason = None
+    if error is not None:
+        text = str(error).strip().splitlines()
+        reason = f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+    lines = [f"This run has not finished: training started {description['started']} "
+             + ("and failed." if reason else "and is running or was stopped."),
+             *( [f"error: {reason}"] if reason else []),
+             "The model and statistics in this folder are missing or from an earlier attempt.",
+             f"Continue it with: soundscape train --config <config> --dataset <data> "
+             f"--resume_from {run_dir}", ""]
+    with contextlib.suppress(OSError):  # best effort: the disk may be full
+        atomic_write(run_dir / INCOMPLETE, lambda tmp: tmp.write_text("\n".join(lines), encoding="utf-8"),
+                     what="run status marker")
+        write_json({**description, "status": "incomplete", **({"error": reason} if reason else {})},
+                   run_dir / "description.json")
+        if data is not None:
+            _errors_csv(data, None, run_dir / "errors.csv")
 
 
 def _audio_name(config: dict) -> str:
@@ -287,13 +346,16 @@ def _ludwig_statistics(history: pd.DataFrame, out_name: str, usable: dict) -> di
     return stats
 
 
-def _errors_csv(data: dict, history: pd.DataFrame, path: Path) -> None:
+def _errors_csv(data: dict, history: pd.DataFrame | None, path: Path) -> None:
     """``errors.csv``: every input row left out (unreadable audio), and clips the loop skipped."""
     rows = [{"split": s, "row": r, "file": f, "error": e}
             for s, d in data.items() for r, f, e in d.failures]
-    rows += [{"split": "", "row": "", "file": f, "error": e}
-             for f, e in (history.attrs.get("skipped_errors") or {}).items()]
-    pd.DataFrame(rows, columns=["split", "row", "file", "error"]).to_csv(path, index=False)
+    known = {r["file"] for r in rows}
+    skipped = (history.attrs.get("skipped_errors") or {}) if history is not None else {}
+    rows += [{"split": "", "row": "", "file": f, "error": e} for f, e in skipped.items()
+             if f not in known]
+    frame = pd.DataFrame(rows, columns=["split", "row", "file", "error"])
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False), what="error list")
 
 
 def _metrics_csv(stats: dict, out_name: str) -> pd.DataFrame:
