@@ -281,6 +281,14 @@ def predict(
 
 
 # ---------------------------------------------------------------------------- recordings
+def frequency_band(prep: Preprocessing) -> tuple[float, float]:
+    """(low, high) Hz the model sees: its `min_frequency`/`max_frequency`, else 0 to Nyquist
+    of its sample rate (what `detections` gives events as their box)."""
+    low = 0.0 if prep.min_frequency is None else float(prep.min_frequency)
+    high = prep.sample_rate / 2 if prep.max_frequency is None else float(prep.max_frequency)
+    return low, min(high, prep.sample_rate / 2)
+
+
 def _weights_digest(model: Detector) -> str:
     h = hashlib.sha1()
     for name, tensor in model.network.state_dict().items():
@@ -380,7 +388,9 @@ def predict_recordings(
         Index ``(file, start_time, end_time)``, one score column per class, recordings in
         the order given (those skipped on resume are read back from `output_dir`).
         ``attrs["errors"]``: ``{"file", "error"}`` records of recordings that were
-        missing, empty or unreadable; ``attrs["summary"]``: counts and timing.
+        missing, empty or unreadable; ``attrs["summary"]``: counts and timing;
+        ``attrs["frequency_band"]``: the model's (low, high) Hz, which `detections` gives
+        the events.
     """
     t_start = time.perf_counter()
     model = _as_detector(model)
@@ -535,6 +545,7 @@ def predict_recordings(
     }
     table.attrs["errors"] = error_list
     table.attrs["summary"] = summary
+    table.attrs["frequency_band"] = frequency_band(prep)
     message = (f"predict_recordings: {n_scored} recording(s) scored ({summary['n_windows']} windows, "
                f"{seconds:.1f} s), {n_skipped} already done, {len(error_list)} failed"
                + (f"; see {out.errors_path}" if out is not None and error_list else ""))
