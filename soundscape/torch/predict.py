@@ -152,6 +152,20 @@ class _DatasetInputs(torch.utils.data.Dataset):
             return i, None, _error_record(where, exc)
 
 
+def _with_model_preprocessing(dataset, model: Detector):
+    """A soundscape dataset built without preprocessing arguments, as the model prepares clips
+    (a copy; the caller's dataset is left as it is), like train() does for its datasets."""
+    if getattr(dataset, "preprocessing_given", True) or not callable(getattr(dataset, "use_preprocessing", None)):
+        return dataset
+    if getattr(dataset, "preprocessing", None) == model.preprocessing:
+        return dataset
+    import copy
+
+    dataset = copy.copy(dataset)
+    dataset.use_preprocessing(model.preprocessing)
+    return dataset
+
+
 def _dataset_index(dataset) -> pd.Index:
     paths = getattr(dataset, "paths", None)
     offsets, durations = getattr(dataset, "offsets", None), getattr(dataset, "durations", None)
@@ -219,7 +233,8 @@ def predict(
         seconds, padded as the preprocessing says); a DataFrame indexed (or with columns)
         ``(file, start_time, end_time)``, one clip per row; a DataFrame indexed by file
         (e.g. a label table); or a Dataset: a soundscape dataset (its un-augmented
-        `image(i)` is used) or one whose items are an input tensor (channels, H, W), a
+        `image(i)` is used; one built without preprocessing arguments prepares clips the
+        model's way, as in `train`) or one whose items are an input tensor (channels, H, W), a
         tuple starting with one, or a dict with key ``"X"``.
     batch_size, num_workers : int
         DataLoader settings; workers load and preprocess clips in parallel.
@@ -245,6 +260,7 @@ def predict(
     _, act = _activation(model, activation)
     device = _device(model, device)
     if isinstance(samples, torch.utils.data.Dataset):
+        samples = _with_model_preprocessing(samples, model)
         dataset, index = _DatasetInputs(samples), _dataset_index(samples)
     else:
         rows, index = _clip_rows(samples)
