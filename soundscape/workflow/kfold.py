@@ -10,6 +10,7 @@ spread of the test metrics over the folds::
         fold_1_run/ ... fold_5_run/   one ordinary run folder per fold (model, statistics)
         kfold_statistics.json         per-fold test metrics, their mean and standard deviation
         kfold_summary.csv             one row per fold
+        folds.csv                     the fold each row of the table was tested in
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class KFoldResults:
     folds: list[TrainResults]
     fold_statistics: pd.DataFrame  # one row per fold: sizes and test metrics
     summary: dict  # metric -> {"mean", "std", "min", "max"}
+    row_folds: np.ndarray  # the fold (1..N) whose model was tested on each row of the table
 
     def describe(self, metrics=("accuracy", "macro_f1", "roc_auc")) -> str:
         """One line: ``accuracy 0.84 ± 0.07, macro F1 ...`` (mean ± standard deviation)."""
@@ -200,4 +202,7 @@ def kfold_cross_validate(
         write_json({"num_folds": int(num_folds), "dataset": table.source, "folds": rows,
                     "summary": summary, "config": conf}, root / "kfold_statistics.json")
         table_out.to_csv(root / "kfold_summary.csv", index=False)
-    return KFoldResults(root, folds, table_out, summary)
+    if root is not None:
+        pd.DataFrame({"row": np.arange(len(frame)), "fold": ids + 1}).to_csv(root / "folds.csv",
+                                                                              index=False)
+    return KFoldResults(root, folds, table_out, summary, ids + 1)
