@@ -5,7 +5,7 @@ The classic API lives in submodules (`soundscape.audio.Audio`,
 the names below are the ones most scripts need.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .audio import Audio  # noqa: E402
 from .model_file import Detector, load_model  # noqa: E402

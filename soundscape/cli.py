@@ -23,7 +23,9 @@ VISUALIZATION_NAMES = ["confusion_matrix", "learning_curves", "precision_recall"
 _EXAMPLES = {
     "train": "soundscape train --config config.yaml --dataset emotions.csv\n"
              "  soundscape train --config config.yaml --dataset soundscape://sample_woodcock "
-             "--output_directory results --experiment_name woodcock",
+             "--output_directory results --experiment_name woodcock\n"
+             "  soundscape train --config config.yaml --dataset emotions.csv --k_fold 5   "
+             "# mean and spread over 5 folds",
     "evaluate": "soundscape evaluate --model_path results/experiment_run/model "
                 "--dataset emotions.csv --split test --output_directory test_results",
     "predict": "soundscape predict --model_path results/experiment_run/model "
@@ -78,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test_set", help="test table (with --training_set)")
     p.add_argument("--output_directory", default="results", help="where the run folder goes (default: results)")
     p.add_argument("--resume_from", help="an interrupted run folder: continue from its last checkpoint")
+    p.add_argument("--k_fold", type=int, metavar="N",
+                   help="cross-validate: train N models, each tested on one of N folds of --dataset, "
+                        "and report the mean and spread of the test metrics")
     p.add_argument("--experiment_name", default="experiment",
                    help="run folder name prefix: <name>_run, <name>_run_1 ... (default: experiment)")
     p.add_argument("--data_root", help="folder holding local data sets (esc10/, fsdd/) for URIs")
@@ -164,6 +169,8 @@ def _train(args) -> int:
         raise _Usage("give --dataset (split by the config) or --training_set")
     if args.dataset and args.training_set:
         raise _Usage("give either --dataset or --training_set, not both")
+    if args.k_fold is not None:
+        return _train_kfold(args, config)
     results = train(
         config, args.dataset, training_set=args.training_set, validation_set=args.validation_set,
         test_set=args.test_set, output_directory=args.output_directory,
@@ -174,6 +181,26 @@ def _train(args) -> int:
     print(f"model: {results.model_directory}")
     if results.test_statistics:
         print("test: " + _summary(results.test_statistics))
+    return 0
+
+
+def _train_kfold(args, config) -> int:
+    from .workflow import kfold_cross_validate
+
+    if args.training_set or args.resume_from:
+        raise _Usage("--k_fold makes its own folds from --dataset; it cannot take --training_set "
+                     "or --resume_from")
+    if args.k_fold < 2:
+        raise _Usage(f"--k_fold must be at least 2, got {args.k_fold}")
+    results = kfold_cross_validate(
+        args.k_fold, config, args.dataset, output_directory=args.output_directory,
+        experiment_name=args.experiment_name, data_root=args.data_root, device=args.device,
+        progress=not args.quiet)
+    for row, fold in zip(results.fold_statistics.to_dict("records"), results.folds):
+        print(f"fold {row['fold']}/{args.k_fold}: test " + _summary(fold.test_statistics))
+    print(f"k-fold ({args.k_fold} folds) test: {results.describe()} (mean ± standard deviation "
+          "over the folds)")
+    print(f"run folder: {results.run_directory}")
     return 0
 
 

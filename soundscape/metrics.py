@@ -202,8 +202,16 @@ def read_history(path) -> "pd.DataFrame":
     return frame
 
 
-def plot_history(history, metrics=("train_loss", "valid_loss"), ax=None):
-    """Plot metrics per epoch; per-class metrics draw one line per class.
+def _axis_label(metrics: list[str]) -> str:
+    """``loss`` / ``accuracy`` ... when every metric is one quantity of several splits."""
+    kinds = {m.split("_", 1)[1] if m.split("_", 1)[0] in ("train", "valid", "test") and "_" in m
+             else m for m in metrics}
+    return kinds.pop() if len(kinds) == 1 else "value"
+
+
+def plot_history(history, metrics=("train_loss", "valid_loss"), ax=None, fname=None,
+                 title: str | None = None, mark_best: bool = True):
+    """Learning curves: metrics per epoch; per-class metrics draw one line per class.
 
     Parameters
     ----------
@@ -212,15 +220,23 @@ def plot_history(history, metrics=("train_loss", "valid_loss"), ax=None):
     metrics : list of str
         Column names, e.g. ``["train_accuracy", "valid_accuracy", "valid_f1"]``.
     ax : matplotlib Axes, optional
+    fname : path, optional
+        Also save the figure there (png, pdf, svg ... from the extension).
+    title : str, optional
+    mark_best : bool
+        Draw a dotted line at the epoch `train` kept as ``best.model`` (when known).
 
     Returns
     -------
     (fig, ax)
+        The matplotlib Figure and Axes: epochs (whole numbers, as in the training log) on
+        x, the metric on y.
     """
     import os
 
     import matplotlib.pyplot as plt
     import pandas as pd
+    from matplotlib.ticker import MaxNLocator
 
     if isinstance(history, (str, os.PathLike)):
         history = read_history(history)
@@ -233,7 +249,7 @@ def plot_history(history, metrics=("train_loss", "valid_loss"), ax=None):
         raise KeyError(
             f"metric(s) {missing} not in the history; available: {list(history.columns)}"
         )
-    fig, ax = plt.subplots() if ax is None else (ax.figure, ax)
+    fig, ax = plt.subplots(figsize=(7, 4)) if ax is None else (ax.figure, ax)
     epochs = history["epoch"].to_numpy() if "epoch" in history else np.arange(len(history))
     for name in metrics:
         values = history[name].to_list()
@@ -244,8 +260,21 @@ def plot_history(history, metrics=("train_loss", "valid_loss"), ax=None):
                 ax.plot(epochs, arr[:, c], marker="o", label=f"{name} ({label})")
         else:
             ax.plot(epochs, np.asarray(values, dtype=float), marker="o", label=name)
+    best = history.attrs.get("best_epoch")
+    if mark_best and best is not None:
+        ax.axvline(best, color="grey", ls=":", lw=1.2, label=f"best model (epoch {best})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
+    ax.set_ylabel(_axis_label(metrics))
+    if title is not None:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
     ax.legend()
+    if fname is not None:
+        from pathlib import Path
+
+        Path(fname).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(fname, dpi=120, bbox_inches="tight")
     return fig, ax
 
 

@@ -355,6 +355,11 @@ def clip_plan(seed: int = DEFAULT_SEED) -> pd.DataFrame:
 
     Row 0 is a song, row 1 an absence, rows 8 and 22 the two calls. Times are seconds in
     the clip (NaN when absent); levels are dBFS (NaN: component left out).
+
+    The clips come from the same simulated site as :func:`synthetic_recording`: its
+    recorder self-noise, wind, insect and frog choruses, other birds, and peents at the
+    levels and distances of the field recording, so a model trained on them meets the
+    same kind of background in the recording.
     """
     gen = _rng(seed, 10)
     kinds = np.empty(29, dtype=object)
@@ -370,15 +375,15 @@ def clip_plan(seed: int = DEFAULT_SEED) -> pd.DataFrame:
         r = {"filename": hashlib.md5(f"woodcock-{seed}-{i}".encode()).hexdigest() + ".wav",
              "woodcock": "absent" if kind == "absent" else "present",
              "sound_type": "na" if kind == "absent" else kind,
-             "wind_db": gen.uniform(-44, -24), "floor_db": gen.uniform(-66, -54),
-             "insect_db": gen.uniform(-52, -32) if gen.random() < 0.5 else np.nan,
-             "frog_db": gen.uniform(-50, -28) if gen.random() < 0.45 else np.nan,
-             "bird_db": gen.uniform(-34, -14) if gen.random() < 0.6 else np.nan,
+             "wind_db": gen.uniform(-48, -36), "floor_db": gen.uniform(-94, -90),
+             "insect_db": gen.uniform(-50, -38) if gen.random() < 0.5 else np.nan,
+             "frog_db": gen.uniform(-48, -34) if gen.random() < 0.45 else np.nan,
+             "bird_db": gen.uniform(-40, -18) if gen.random() < 0.6 else np.nan,
              "peent_start": np.nan, "peent_end": np.nan, "peent_db": np.nan,
              "intro_start": np.nan, "intro_db": np.nan}
         if kind == "song":
             params = PeentParams.random(_rng(seed, 11, i))
-            r["peent_db"] = gen.uniform(-30, -8)
+            r["peent_db"] = gen.uniform(-38, -14)
             has_intro = gen.random() < 0.6 or i == 0
             earliest = 0.35 if has_intro else 0.05
             r["peent_start"] = gen.uniform(earliest, CLIP_SECONDS - params.duration_s - 0.1)
@@ -387,15 +392,15 @@ def clip_plan(seed: int = DEFAULT_SEED) -> pd.DataFrame:
                 r["intro_start"] = r["peent_start"] - gen.uniform(0.12, 0.28)
                 r["intro_db"] = r["peent_db"] - gen.uniform(12, 20)
         elif kind == "call":
-            r["intro_start"], r["intro_db"] = gen.uniform(0.1, 1.8), gen.uniform(-32, -18)
+            r["intro_start"], r["intro_db"] = gen.uniform(0.1, 1.8), gen.uniform(-38, -26)
         if i == 0:
-            r.update(peent_db=-8.0, insect_db=np.nan, wind_db=-34.0)
+            r.update(peent_db=-14.0, insect_db=np.nan, wind_db=-40.0)
         elif i == 1:
-            r.update(wind_db=-32.0, insect_db=np.nan, frog_db=-36.0, bird_db=-20.0)
-        elif i in loud_absent:
-            r.update(wind_db=gen.uniform(-20, -16), frog_db=gen.uniform(-26, -22))
-        elif i in faint_song:
-            r.update(peent_db=gen.uniform(-40, -34), wind_db=gen.uniform(-46, -40),
+            r.update(wind_db=-40.0, insect_db=np.nan, frog_db=-38.0, bird_db=-22.0)
+        elif i in loud_absent:  # a gusty, noisy moment
+            r.update(wind_db=gen.uniform(-32, -28), frog_db=gen.uniform(-36, -32))
+        elif i in faint_song:  # a distant bird on a calm night
+            r.update(peent_db=gen.uniform(-48, -42), wind_db=gen.uniform(-48, -44),
                      insect_db=np.nan, frog_db=np.nan, intro_db=np.nan, intro_start=np.nan)
         rows.append(r)
     return pd.DataFrame(rows)
@@ -408,12 +413,18 @@ def _render_clip(row: pd.Series, index: int, seed: int) -> np.ndarray:
     _constant_background(scene, gen, *[None if pd.isna(row[k]) else float(row[k])
                                        for k in ("insect_db", "frog_db", "bird_db")])
     if not pd.isna(row.peent_start):
+        params = PeentParams.random(_rng(seed, 11, index), distance=_distance(row.peent_db))
         scene.events.append(_Event(int(row.peent_start * CLIP_RATE), _db(row.peent_db), "peent",
-                                   (seed, 14, index), PeentParams.random(_rng(seed, 11, index))))
+                                   (seed, 14, index), params))
     if not pd.isna(row.intro_start):
         scene.events.append(_Event(int(row.intro_start * CLIP_RATE), _db(row.intro_db), "intro",
                                    (seed, 15, index)))
     return _render(scene)
+
+
+def _distance(level_db: float) -> float:
+    """How far a peent of this level sounds (0 close, 1 far), as in the field recording."""
+    return float(np.clip((-16.0 - level_db) / 36.0, 0.0, 1.0))
 
 
 def _peent_times(gen: np.random.Generator, duration_s: float, n_peents: int) -> np.ndarray:
@@ -478,7 +489,7 @@ def synthetic_recording(duration_s: float, sample_rate: int = 32000, seed: int =
     rows = []
     for i, onset in enumerate(onsets):
         level = gen.uniform(-58, -48) if gen.random() < 0.12 else gen.uniform(-38, -14)
-        params = PeentParams.random(_rng(seed, 22, i), distance=(-16 - level) / 36)
+        params = PeentParams.random(_rng(seed, 22, i), distance=_distance(level))
         scene.events.append(_Event(int(onset * sr), _db(level), "peent", (seed, 23, i), params))
         if gen.random() < 0.4 and onset > 0.4:
             intro_at = onset - gen.uniform(0.12, 0.28)

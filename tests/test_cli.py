@@ -191,3 +191,54 @@ def test_help_of_every_command_has_an_example(tmp_path, capsys):
         assert "example:" in out and f"soundscape {command}" in out, command
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("soundscape ")
+
+
+def test_small_validation_split_is_said_once_with_a_pointer_to_k_fold(work):
+    _, proc = work  # 18 rows: the default split leaves 2 validation rows
+    lines = [line for line in proc.stderr.splitlines() if "validation set has only" in line]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("warning: the validation set has only 2 clips (")
+    assert "--k_fold 5" in lines[0]
+
+
+def test_k_fold_trains_every_fold_and_reports_mean_and_spread(work):
+    root, _ = work
+    proc = soundscape("train", "--config", "audio_only.yaml", "--dataset", "data.csv", "--k_fold", "3",
+                      "--experiment_name", "cv", cwd=root, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    folds = [line for line in out if line.startswith("fold ")]
+    assert [f.split(":")[0] for f in folds] == ["fold 1/3", "fold 2/3", "fold 3/3"]
+    assert all("(6 examples)" in f for f in folds)  # 18 rows, 3 stratified folds
+    summary = next(line for line in out if line.startswith("k-fold (3 folds) test: "))
+    assert "accuracy" in summary and "±" in summary and "mean ± standard deviation" in summary
+    assert f"run folder: {os.path.join('results', 'cv_kfold_run')}" in out
+    assert "validation set has only" not in proc.stderr  # the folds do not warn one by one
+    run = root / "results" / "cv_kfold_run"
+    stats = json.loads((run / "kfold_statistics.json").read_text())
+    assert stats["num_folds"] == 3 and len(stats["folds"]) == 3
+    accuracies = [f["accuracy"] for f in stats["folds"]]
+    assert stats["summary"]["accuracy"]["mean"] == pytest.approx(sum(accuracies) / 3)
+    assert stats["summary"]["accuracy"]["std"] == pytest.approx(pd.Series(accuracies).std())
+    assert f"accuracy {stats['summary']['accuracy']['mean']:.3f} ± " in summary
+    for k in (1, 2, 3):
+        fold = run / f"fold_{k}_run"
+        assert (fold / "model" / "model.pt").is_file() and (fold / "test_statistics.json").is_file()
+    table = pd.read_csv(run / "kfold_summary.csv")
+    assert table["test_rows"].tolist() == [6, 6, 6]
+    assert (table["training_rows"] + table["validation_rows"]).tolist() == [12, 12, 12]
+
+
+def test_k_fold_usage_mistakes_exit_2(work):
+    root, _ = work
+    fixed = tiny_config()
+    fixed["split"] = {"type": "fixed", "column": "split"}
+    (root / "fixed.yaml").write_text(yaml.safe_dump(fixed))
+    for args, message in (
+            (["--dataset", "data.csv", "--k_fold", "1"], "--k_fold must be at least 2"),
+            (["--training_set", "data.csv", "--k_fold", "3"], "--k_fold makes its own folds"),
+    ):
+        proc = soundscape("train", "--config", "audio_only.yaml", *args, cwd=root)
+        assert proc.returncode == 2 and message in one_line_error(proc), proc.stderr
+    proc = soundscape("train", "--config", "fixed.yaml", "--dataset", "data.csv", "--k_fold", "3", cwd=root)
+    assert proc.returncode == 2 and "makes its own folds" in one_line_error(proc)

@@ -88,7 +88,7 @@ def test_bad_scores_are_parameter_errors():
     with pytest.raises(ParameterError, match=r"unknown class.*\['z'\].*\['x', 'y'\]"):
         detections(s, classes=["z"])
     with pytest.raises(ParameterError, match="no value for class.*'y'"):
-        detections(s.fillna(0), threshold={"x": 0.5})
+        detections(s.fillna(0), threshold={"x": 0.5}, classes=["x", "y"])
     with pytest.raises(ParameterError, match=r"indexed by \(file, start_time, end_time\)"):
         detections(pd.DataFrame({"x": [0.5]}))
     with pytest.raises(ParameterError, match="merge_gap"):
@@ -176,3 +176,102 @@ def test_match_events_agrees_with_dense_assignment_on_random_events():
         m = r["matches"]
         assert m["truth_index"].is_unique and m["detected_index"].is_unique
         assert (m["overlap"] > min_overlap).all()
+
+
+# ------------------------------------------------------------------ thresholds, spans, bands
+def test_dict_threshold_uses_only_the_classes_it_names():
+    s = score_table({"x": [0.9, 0.1], "y": [0.95, 0.99]})
+    d = detections(s, threshold={"x": 0.5})
+    assert set(d["annotation"]) == {"x"} and len(d) == 1
+    assert detections(s, threshold=pd.Series({"y": 0.9}))["annotation"].tolist() == ["y"]
+    table = pd.DataFrame({"threshold": [0.5], "precision": [1.0]}, index=["x"])
+    assert detections(s, threshold=table)["annotation"].tolist() == ["x"]
+    with pytest.raises(ParameterError, match="'threshold' column"):
+        detections(s, threshold=pd.DataFrame({"t": [0.5]}, index=["x"]))
+    with pytest.raises(ParameterError, match=r"threshold has unknown class.*\['z'\]"):
+        detections(s, threshold={"z": 0.5})
+
+
+def test_center_span_splits_calls_closer_than_a_window():
+    # 2-s windows every 0.5 s; a low window at 2.0-4.0 separates two runs of hits
+    s = score_table({"x": [0.1, 0.9, 0.9, 0.9, 0.2, 0.9, 0.9, 0.1]}, step=0.5, length=2.0)
+    assert len(detections(s, threshold=0.5)) == 1  # whole windows overlap: one event
+    d = detections(s, threshold=0.5, span="center")
+    # window k stands for its middle 0.5 s: [k*0.5 + 0.75, k*0.5 + 1.25]
+    assert d[["start_time", "end_time"]].to_numpy().tolist() == [[1.25, 2.75], [3.25, 4.25]]
+    assert d["n_windows"].tolist() == [3, 2]
+    with pytest.raises(ParameterError, match="span must be one of"):
+        detections(s, span="middle")
+
+
+def test_shared_span_is_what_every_hit_window_covers():
+    # one call heard by windows starting 1.0, 1.5, 2.0 (each 2 s long): they share 2.0-3.0
+    s = score_table({"x": [0.1, 0.1, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1, 0.8, 0.1]}, step=0.5, length=2.0)
+    d = detections(s, threshold=0.5, span="shared")
+    assert d[["start_time", "end_time"]].to_numpy().tolist() == [[2.0, 3.0], [4.0, 6.0]]
+    # a run longer than a window shares nothing: the middles of its windows are used
+    long_run = score_table({"x": [0.9] * 8}, step=0.5, length=2.0)
+    d = detections(long_run, threshold=0.5, span="shared")
+    assert d[["start_time", "end_time"]].to_numpy().tolist() == [[0.75, 4.75]]
+    # windows that do not overlap: every span is the window itself
+    s = score_table({"x": [0.9, 0.1, 0.9]})
+    for span in ("center", "shared"):
+        d = detections(s, span=span)
+        assert d[["start_time", "end_time"]].to_numpy().tolist() == [[0.0, 1.0], [2.0, 3.0]]
+
+
+def test_event_band_from_argument_or_from_the_scores():
+    s = score_table({"x": [0.9, 0.1]})
+    assert detections(s)[["low_f", "high_f"]].isna().all(axis=None)
+    s.attrs["frequency_band"] = (1500.0, 8000.0)
+    assert detections(s)[["low_f", "high_f"]].to_numpy().tolist() == [[1500.0, 8000.0]]
+    assert detections(s, band=(2000, 4000))[["low_f", "high_f"]].to_numpy().tolist() == [
+        [2000.0, 4000.0]]
+    for bad in [(4000, 2000), (-1, 100), "wide", (1, 2, 3)]:
+        with pytest.raises(ParameterError, match="band"):
+            detections(s, band=bad)
+
+
+def test_band_reaches_the_raven_table(tmp_path):
+    s = score_table({"x": [0.9, 0.1]}, file=str(tmp_path / "rec.wav"))
+    [table] = write_raven(detections(s, band=(1500, 8000)), tmp_path / "out")
+    back = read_raven(table, audio_files=lambda stem: str(tmp_path / f"{stem}.wav"))
+    assert back[["low_f", "high_f"]].to_numpy().tolist() == [[1500.0, 8000.0]]
+
+
+def test_warning_when_one_event_covers_most_of_a_recording():
+    from soundscape.detections import LongEventWarning
+
+    s = score_table({"x": [0.95] * 18 + [0.2, 0.3]})
+    with pytest.warns(LongEventWarning, match=r"threshold 0.8 for 'x' makes one event cover 18 of 20 s"):
+        detections(s, threshold=0.8)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        detections(s, threshold=0.99)  # no event
+        detections(score_table({"x": [0.9, 0.9, 0.1]}), threshold=0.5)  # a few clips: no warning
+        detections(score_table({"x": [0.9, 0.1] * 10}), threshold=0.5)  # short events
+
+
+def test_match_events_class_map_and_no_common_class():
+    truth = events([["a", "woodcock", 0.0, 1.0], ["a", "woodcock", 5.0, 6.0]])
+    det = events([["a", "scolopax-minor-present", 0.5, 1.5]])
+    with pytest.raises(ParameterError, match=r"no class name in common.*scolopax-minor-present.*"
+                                             r"woodcock.*class_map"):
+        match_events(det, truth)
+    r = match_events(det, truth, class_map={"scolopax-minor-present": "woodcock"})
+    assert (r["tp"], r["fp"], r["fn"]) == (1, 0, 1)
+    assert r["per_class"].index.tolist() == ["woodcock"]
+    with pytest.raises(ParameterError, match="class_map must be a dict"):
+        match_events(det, truth, class_map=["woodcock"])
+    # an empty side is not a mismatch: nothing detected means recall 0
+    assert match_events(events([]), truth)["recall"] == 0.0
+
+
+def test_match_events_warns_when_no_file_is_in_common():
+    truth = events([["/data/a.wav", "x", 0.0, 1.0]])
+    det = events([["a.wav", "x", 0.0, 1.0]])
+    with pytest.warns(UserWarning, match="no file in common"):
+        r = match_events(det, truth)
+    assert r["tp"] == 0

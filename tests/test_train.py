@@ -119,9 +119,9 @@ def test_training_loss_falls_and_log_parses_with_the_classic_functions(clips, tm
     assert json.loads((save_dir / "metrics.json").read_text())["classes"] == ["low", "high"]
     again = read_history(save_dir)
     np.testing.assert_allclose(np.vstack(again["valid_f1"]), np.vstack(history["valid_f1"]))
-    fig, ax = plot_history(history, metrics=["train_loss", "valid_f1"])
+    fig, ax = plot_history(history, metrics=["train_loss", "valid_f1"], mark_best=False)
     assert len(ax.get_lines()) == 3  # one loss line, one F1 line per class
-    fig, ax = plot_history(save_dir, metrics=["valid_accuracy"])
+    fig, ax = plot_history(save_dir, metrics=["valid_accuracy"], mark_best=False)
     assert len(ax.get_lines()) == 1
     with pytest.raises(KeyError, match="valid_auc"):
         plot_history(history, metrics=["valid_auc"])
@@ -245,3 +245,62 @@ def test_multi_target_training_reports_auc_and_saves_other_modules(clips, tmp_pa
     with torch.no_grad():
         assert detector(x).shape == (1, 2)
         torch.testing.assert_close(load_model(tmp_path / "epoch-1.tar", trusted=True)(x), model(x))
+
+
+def test_plot_history_saves_labelled_learning_curves(clips, tmp_path):
+    from matplotlib.figure import Figure
+
+    train_ds, valid_ds = _datasets(clips)
+    history, _ = _train(tmp_path / "run", tiny_cnn(2), train_ds, valid_ds, epochs=3,
+                        small_data_warning=False)
+    png = tmp_path / "plots" / "curves.png"
+    fig, ax = plot_history(history, metrics=["train_loss", "valid_loss"], fname=png, title="loss")
+    assert isinstance(fig, Figure) and png.read_bytes()[:4] == b"\x89PNG"
+    assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "loss" and ax.get_title() == "loss"
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)  # whole epochs only
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:2] == ["train_loss", "valid_loss"]
+    assert labels[2] == f"best model (epoch {history.attrs['best_epoch']})"
+    _, ax = plot_history(history, metrics=["train_accuracy", "valid_loss"])
+    assert ax.get_ylabel() == "value"
+    pdf = tmp_path / "curves.pdf"
+    plot_history(tmp_path / "run", metrics=["valid_accuracy"], fname=pdf)
+    assert pdf.read_bytes()[:4] == b"%PDF"
+
+
+def test_small_validation_set_is_said_once_with_counts(clips, tmp_path, caplog):
+    train_ds, valid_ds = _datasets(clips)  # 4 validation clips, 2 of each class
+    with caplog.at_level(logging.WARNING, logger="soundscape.train"):
+        _, log = _train(tmp_path / "a", tiny_cnn(2), train_ds, valid_ds, epochs=2)
+    warned = [r.getMessage() for r in caplog.records if "validation set has only" in r.getMessage()]
+    assert len(warned) == 1
+    assert "only 4 clips (2 'low', 2 'high')" in warned[0] and "cross-validate" in warned[0]
+    assert log.startswith("Epoch 0\n")  # the classic log is unchanged at the top
+    assert log.count("Note: the validation set has only 4 clips") == 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="soundscape.train"):
+        _, log = _train(tmp_path / "b", tiny_cnn(2), train_ds, valid_ds, epochs=1,
+                        small_data_warning=False)
+    assert "validation set has only" not in caplog.text and "Note:" not in log
+
+
+def test_large_enough_validation_set_is_not_warned_about(tmp_path, caplog):
+    from soundscape.torch.train import validation_counts
+    from soundscape.thresholds import small_data_message
+
+    assert validation_counts(["a", "b"], train_like(20, 10), False) == {"a": 10, "b": 10}
+    assert small_data_message("x", 20, {"a": 10, "b": 10}) is None
+    assert "4 'b'" in small_data_message("x", 24, {"a": 20, "b": 4})
+    multi = validation_counts(["bird"], train_like_multi([1, 0, 1]), True)
+    assert multi == {"bird": 2, "not bird": 1}
+
+
+class train_like:  # noqa: N801 - a stand-in dataset holding labels only
+    def __init__(self, n, positives):
+        self.labels = np.r_[np.ones(positives), np.zeros(n - positives)].astype(int)
+
+
+class train_like_multi:  # noqa: N801
+    def __init__(self, column):
+        self.labels = np.asarray(column, dtype=float)[:, None]

@@ -91,3 +91,104 @@ def test_mistakes_are_reported(test_stats, tmp_path):
     assert len(roc_curves(set_stats)[0].axes[0].get_lines()) == 3
     with pytest.raises(ParameterError, match="model_names has 1 names for 2"):
         roc_curves([test_stats, test_stats], model_names=["x"])
+
+
+# ------------------------------------------------------------------ detections and thresholds
+def _recording_scores():
+    """Scores of 2-s windows every 0.5 s over the first 40 s of the sample recording: high
+    around each annotated peent (a stand-in for a model's output), with the truth table."""
+    import pandas as pd
+
+    from soundscape.annotations import read_raven
+
+    folder = SAMPLE_DATA / "field_recording"
+    truth = read_raven(folder, audio_files=folder)
+    file = truth["file"].iloc[0]
+    starts = np.arange(0.0, 38.5, 0.5)
+    peents = truth[truth["end_time"] < 40]
+    heard = [((peents["start_time"] < s + 2) & (peents["end_time"] > s)).any() for s in starts]
+    index = pd.MultiIndex.from_arrays([[file] * len(starts), starts, starts + 2.0],
+                                      names=["file", "start_time", "end_time"])
+    scores = pd.DataFrame({"woodcock": np.where(heard, 0.9, 0.05)}, index=index)
+    scores.attrs["frequency_band"] = (1500.0, 8000.0)
+    return scores, truth, file
+
+
+SAMPLE_DATA = __import__("pathlib").Path(__file__).resolve().parents[1] / "sample_data"
+
+
+def test_plot_detections_scores_over_the_spectrogram(tmp_path):
+    from matplotlib.patches import Rectangle
+
+    from soundscape.detections import detections
+    from soundscape.visualize import plot_detections
+
+    scores, truth, file = _recording_scores()
+    events = detections(scores, threshold=0.5, span="shared")
+    png = tmp_path / "figs" / "detections.png"
+    fig = plot_detections(scores, start_time=0, end_time=30, threshold={"woodcock": 0.5},
+                          events=events, truth=truth, fname=png)
+    assert isinstance(fig, Figure) and png.read_bytes()[:4] == b"\x89PNG"
+    ax_scores, ax_spec = fig.axes[:2]
+    assert ax_spec.get_xlabel() == "time in the recording (s)"
+    assert ax_spec.get_ylabel() == "frequency (Hz)" and ax_scores.get_ylabel() == "score"
+    assert ax_spec.get_xlim() == (0.0, 30.0) and len(ax_spec.images) == 1
+    boxes = [p for p in ax_spec.patches if isinstance(p, Rectangle)]
+    shown_events = events[events["start_time"] <= 30]
+    shown_truth = truth[truth["start_time"] <= 30]
+    assert len(boxes) == len(shown_events) + len(shown_truth)
+    assert not any(b.get_fill() for b in boxes)  # outlined, not filled
+    red = [b for b in boxes if b.get_edgecolor()[:3] == pytest.approx((0.839, 0.153, 0.157), abs=0.01)]
+    assert len(red) == len(shown_events)
+    assert {b.get_y() for b in red} == {1500.0} and {b.get_height() for b in red} == {6500.0}
+    legend = [t.get_text() for t in ax_scores.get_legend().get_texts()]
+    assert legend[:3] == ["score: woodcock", "threshold 0.50", "detection"]
+    assert legend[3] == f"annotated call ({len(shown_truth)} shown)"
+    thresholds = [line for line in ax_scores.get_lines() if line.get_linestyle() == "--"]
+    assert [line.get_ydata()[0] for line in thresholds] == [0.5]
+    pdf = plot_detections(scores, file=file, fname=tmp_path / "d.pdf")  # default: first 60 s
+    assert pdf.axes[1].get_xlim() == (0.0, 40.0)
+    assert (tmp_path / "d.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_plot_detections_mistakes(tmp_path):
+    import pandas as pd
+
+    from soundscape.visualize import plot_detections
+
+    scores, _, file = _recording_scores()
+    with pytest.raises(ParameterError, match="unknown class"):
+        plot_detections(scores, classes=["robin"])
+    with pytest.raises(ParameterError, match="no scores for file"):
+        plot_detections(scores, file="other.wav")
+    two = pd.concat([scores, scores.rename(index={file: "b.wav"}, level="file")])
+    with pytest.raises(ParameterError, match="2 recordings; say which with file="):
+        plot_detections(two)
+    with pytest.raises(ParameterError, match="start_time < end_time"):
+        plot_detections(scores, start_time=10, end_time=5)
+
+
+def test_plot_precision_recall_marks_the_threshold(tmp_path):
+    import pandas as pd
+
+    from soundscape.thresholds import choose_threshold
+    from soundscape.visualize import plot_precision_recall
+
+    rng = np.random.default_rng(1)
+    truth = np.r_[np.ones(15), np.zeros(15)].astype(int)
+    scores = pd.DataFrame({"woodcock": np.clip(0.6 * truth + rng.normal(0.2, 0.2, 30), 0, 1)})
+    choice = choose_threshold(scores, truth)
+    png = tmp_path / "pr.png"
+    fig = plot_precision_recall(scores, truth, threshold=choice, fname=png)
+    assert isinstance(fig, Figure) and png.read_bytes()[:4] == b"\x89PNG"
+    ax = fig.axes[0]
+    assert ax.get_xlabel().startswith("recall") and ax.get_ylabel().startswith("precision")
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    row = choice.loc["woodcock"]
+    assert legend == ["woodcock (15 of 30 clips)",
+                      f"threshold {row['threshold']:.2f}: precision {row['precision']:.2f}, "
+                      f"recall {row['recall']:.2f}"]
+    marker = ax.get_lines()[-1]
+    assert (marker.get_xdata()[0], marker.get_ydata()[0]) == pytest.approx((row["recall"], row["precision"]))
+    without = plot_precision_recall(scores["woodcock"], truth)
+    assert len(without.axes[0].get_lines()) == 1

@@ -278,3 +278,28 @@ def test_config_augmentation_reaches_the_training_dataset(data):
     assert a.shape == b.shape == (48, 20) and not torch.equal(a, b)  # masked anew each time
     results = train(cfg, data, output_directory=None, progress=False)
     assert results.train_stats["summary"]["epochs_run"] == 1
+
+
+def test_kfold_cross_validate_keeps_groups_together(data):
+    from soundscape.workflow import kfold_cross_validate
+
+    cfg = tiny_config(epochs=1)
+    cfg["split"] = {"type": "group", "column": "site", "probabilities": [0.7, 0.1, 0.2]}
+    results = kfold_cross_validate(2, cfg, data, output_directory=None, progress=False)
+    assert results.run_directory is None and len(results.folds) == 2
+    frame = pd.read_csv(data)
+    for fold in results.folds:
+        assert fold.run_directory is None and fold.test_statistics is not None
+    table = results.fold_statistics
+    assert table["test_rows"].sum() == len(frame) and table["fold"].tolist() == [1, 2]
+    assert sorted(set(results.row_folds)) == [1, 2]
+    # every site is tested in one fold only: its clips never train the model that tests them
+    folds_of_site = pd.Series(results.row_folds).groupby(frame["site"]).nunique()
+    assert (folds_of_site == 1).all()
+    for k in (1, 2):
+        assert table.loc[table["fold"] == k, "test_rows"].item() == int((results.row_folds == k).sum())
+    assert set(results.summary) >= {"accuracy", "macro_f1", "loss"}
+    assert results.summary["accuracy"]["folds"] == 2
+    assert "accuracy" in results.describe()
+    with pytest.raises(ConfigError, match="k_fold must be an integer >= 2"):
+        kfold_cross_validate(1, cfg, data, output_directory=None)

@@ -161,6 +161,20 @@ class _DatasetInputs(torch.utils.data.Dataset):
             return i, None, _error_record(where, exc)
 
 
+def _with_model_preprocessing(dataset, model: Detector):
+    """A soundscape dataset built without preprocessing arguments, as the model prepares clips
+    (a copy; the caller's dataset is left as it is), like train() does for its datasets."""
+    if getattr(dataset, "preprocessing_given", True) or not callable(getattr(dataset, "use_preprocessing", None)):
+        return dataset
+    if getattr(dataset, "preprocessing", None) == model.preprocessing:
+        return dataset
+    import copy
+
+    dataset = copy.copy(dataset)
+    dataset.use_preprocessing(model.preprocessing)
+    return dataset
+
+
 def _dataset_index(dataset) -> pd.Index:
     paths = getattr(dataset, "paths", None)
     offsets, durations = getattr(dataset, "offsets", None), getattr(dataset, "durations", None)
@@ -229,7 +243,8 @@ def predict(
         seconds, padded as the preprocessing says); a DataFrame indexed (or with columns)
         ``(file, start_time, end_time)``, one clip per row; a DataFrame indexed by file
         (e.g. a label table); or a Dataset: a soundscape dataset (its un-augmented
-        `image(i)` is used) or one whose items are an input tensor (channels, H, W), a
+        `image(i)` is used; one built without preprocessing arguments prepares clips the
+        model's way, as in `train`) or one whose items are an input tensor (channels, H, W), a
         tuple starting with one, or a dict with key ``"X"``.
     batch_size, num_workers : int
         DataLoader settings; workers load and preprocess clips in parallel.
@@ -258,6 +273,7 @@ def predict(
     _, act = _activation(model, activation)
     device = _device(model, device)
     if isinstance(samples, torch.utils.data.Dataset):
+        samples = _with_model_preprocessing(samples, model)
         dataset, index = _DatasetInputs(samples), _dataset_index(samples)
     else:
         rows, index = _clip_rows(samples)
@@ -298,6 +314,14 @@ def predict(
 
 
 # ---------------------------------------------------------------------------- recordings
+def frequency_band(prep: Preprocessing) -> tuple[float, float]:
+    """(low, high) Hz the model sees: its `min_frequency`/`max_frequency`, else 0 to Nyquist
+    of its sample rate (what `detections` gives events as their box)."""
+    low = 0.0 if prep.min_frequency is None else float(prep.min_frequency)
+    high = prep.sample_rate / 2 if prep.max_frequency is None else float(prep.max_frequency)
+    return low, min(high, prep.sample_rate / 2)
+
+
 def _weights_digest(model: Detector) -> str:
     h = hashlib.sha1()
     for name, tensor in model.network.state_dict().items():
@@ -404,7 +428,9 @@ def predict_recordings(
         Index ``(file, start_time, end_time)``, one score column per class, recordings in
         the order given (those skipped on resume are read back from `output_dir`).
         ``attrs["errors"]``: ``{"file", "error"}`` records of recordings that were
-        missing, empty or unreadable; ``attrs["summary"]``: counts and timing.
+        missing, empty or unreadable; ``attrs["summary"]``: counts and timing;
+        ``attrs["frequency_band"]``: the model's (low, high) Hz, which `detections` gives
+        the events.
     """
     t_start = time.perf_counter()
     model = _as_detector(model)
@@ -574,6 +600,7 @@ def predict_recordings(
     }
     table.attrs["errors"] = error_list
     table.attrs["summary"] = summary
+    table.attrs["frequency_band"] = frequency_band(prep)
     message = (f"predict_recordings: {n_scored} recording(s) scored ({summary['n_windows']} windows, "
                f"{seconds:.1f} s), {n_skipped} already done, {len(error_list)} failed"
                + (f"; see {out.errors_path}" if out is not None and error_list else ""))

@@ -497,6 +497,7 @@ def train(
     metadata: dict | None = None,
     precision: str = "auto",
     trusted: bool = False,
+    small_data_warning: bool = True,
 ) -> pd.DataFrame:
     """Train `model` and keep the best one by validation macro F1.
 
@@ -561,6 +562,13 @@ def train(
         classes (not a registered architecture), which checkpoints store pickled. Loading
         pickled code runs it, so pass this only for files from a source you trust (as
         ``load_model(path, trusted=True)``). Torch/torchvision layers need no trust.
+    small_data_warning : bool
+        Warn once when the validation set has fewer than 20 clips or fewer than 5 of a
+        class: its metrics, and the best epoch picked by them, then mostly reflect which
+        clips happened to land in it. The warning is logged (logger ``soundscape.train``)
+        before the first epoch and, with `print_logging` when logging is configured (so
+        the log line may not be on screen), printed after the last. False for runs that
+        are themselves folds of a cross-validation.
 
     Returns
     -------
@@ -593,6 +601,7 @@ def train(
     else:
         warn_about_other_runs(run)
     write_run_file(run)
+    small_note = _warn_small_validation(run, valid_dataset) if small_data_warning else None
     for epoch in range(run.start_epoch, run.epochs):
         started = time.perf_counter()
         train_out = _run_epoch(run, epoch)
@@ -628,11 +637,49 @@ def train(
     if recipe.restores_best:
         _restore_best(run, trusted)
     write_run_file(run, "complete")
+    if run.print_logging and small_note is not None and logger.hasHandlers():
+        # the log went to handlers (a file, the CLI); say it where the epochs were printed too
+        print(f"Note: {small_note}", flush=True)
     if run.print_logging and run.best_epoch is not None:
         best = run.save_dir / BEST_MODEL
         print(f"Training complete. Best model: epoch {run.best_epoch}, saved to {best}", flush=True)
     attach_detector(run.network, run.detector(_metadata(run, run.history[-1]) if run.history else {}))
     return _history_frame(run)
+
+
+def validation_counts(run_classes: list[str], dataset: Dataset, multi_target: bool) -> dict[str, int] | None:
+    """Clips per class of a labelled dataset (multi-target: positives per class, and the
+    negatives of a single class), or None when the dataset does not expose labels."""
+    labels = getattr(dataset, "labels", None)
+    if labels is None:
+        return None
+    labels = np.asarray(labels)
+    if multi_target or labels.ndim == 2:
+        labels = labels.reshape(len(labels), -1)
+        counts = {c: int((labels[:, k] > 0.5).sum()) for k, c in enumerate(run_classes)
+                  if k < labels.shape[1]}
+        if labels.shape[1] == 1:
+            counts[f"not {run_classes[0]}"] = int((labels[:, 0] <= 0.5).sum())
+        return counts
+    values = labels.reshape(-1).astype(np.int64)
+    return {c: int((values == k).sum()) for k, c in enumerate(run_classes)}
+
+
+def _warn_small_validation(run: _Run, valid_dataset: Dataset) -> str | None:
+    """Log once when the validation set is too small for its metrics to mean much; the
+    message, or None."""
+    from ..thresholds import small_data_message
+
+    counts = validation_counts(run.classes, valid_dataset, run.multi_target)
+    if counts is None:
+        return None
+    message = small_data_message(
+        "the validation set", len(valid_dataset), counts,
+        "cross-validate (e.g. sklearn.model_selection.StratifiedKFold over the clips, one "
+        "train() per fold, or `soundscape train --k_fold 5`) and report the mean and spread")
+    if message is not None:
+        logger.warning(message)
+    return message
 
 
 def attach_detector(network: torch.nn.Module, detector: Detector) -> None:

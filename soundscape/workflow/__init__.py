@@ -11,6 +11,7 @@ Importing this package registers the ``config_model`` architecture, so
 
 from .api import DeclarativeModel
 from .inference import evaluate, predict, predict_folder
+from .kfold import KFoldResults, kfold_cross_validate
 from .model import ARCHITECTURE, ConfigModel, load_detector
 from .training import TrainResults, train
 
@@ -18,8 +19,10 @@ __all__ = [
     "ARCHITECTURE",
     "ConfigModel",
     "DeclarativeModel",
+    "KFoldResults",
     "TrainResults",
     "evaluate",
+    "kfold_cross_validate",
     "load_detector",
     "predict",
     "predict_folder",

@@ -124,6 +124,7 @@ def train(
     device: str | torch.device | None = None,
     progress: bool = True,
     resume_from: str | os.PathLike | None = None,
+    small_data_warning: bool = True,
 ) -> TrainResults:
     """Train the model a config describes.
 
@@ -146,6 +147,10 @@ def train(
     resume_from : path, optional
         An interrupted run folder (or its ``checkpoints/`` folder or one ``epoch-N.tar``):
         training continues from the last checkpoint and the results go into that run folder.
+    small_data_warning : bool
+        Warn once when the validation split has fewer than 20 rows or fewer than 5 of a
+        class (see `soundscape.torch.train.train`); `kfold_cross_validate` turns it off for
+        its folds.
 
     Returns
     -------
@@ -229,7 +234,8 @@ def _train_and_save(conf, trainer, table, full, parts, data, usable, metadata, n
         mixup_alpha=trainer["mixup_alpha"], class_balance=trainer["class_balance"],
         early_stopping=trainer["early_stop"], restore_best=True,
         test_dataset=usable["test"].dataset if "test" in usable else None,
-        metadata={"output_feature": out_name, "output_type": out_meta["type"]})
+        metadata={"output_feature": out_name, "output_type": out_meta["type"]},
+        small_data_warning=small_data_warning and "validation" in usable)
     network.eval().cpu()
     best = int(history.attrs["best_epoch"] if history.attrs["best_epoch"] is not None else len(history) - 1)
     summary = {"epochs_run": int(len(history)), "best_epoch": best + 1,
