@@ -144,8 +144,8 @@ def localize(detections: pd.DataFrame, array: RecorderArray, max_distance: float
     sample_rate : int, optional
         Resample all recordings to this rate (needed when they differ).
     reject_outliers : bool
-        While the residual is too high and more than dims + 2 recorders remain, drop the
-        pair that fits worst and solve again.
+        While the residual is too high, drop the pair that fits worst and solve again (at
+        most half of the pairs, never below `min_recorders` or dims + 2 recorders).
     batch_size : int
         Detections per batched FFT.
 
@@ -154,7 +154,8 @@ def localize(detections: pd.DataFrame, array: RecorderArray, max_distance: float
     DataFrame
         One row per detection: ``x, y[, z], residual_ms, n_recorders, class, start_time,
         end_time, reference_file, quality`` plus ``x_std, y_std, cov_xy`` (m, m, m^2;
-        from the least-squares Jacobian), ``recorders`` (files used, ``;``-separated) and
+        from the least-squares Jacobian), ``gcc_peak`` (mean PHAT peak of the pairs used, 0-1: near 0.05
+        is noise), ``recorders`` (files used, ``;``-separated) and
         ``time`` (start on the common clock). Rows that could not be solved have NaN
         positions and quality ``too_few_recorders``.
     """
@@ -225,13 +226,15 @@ def _solve_one(array: RecorderArray, rows: list[int], tdoa: np.ndarray, peak: np
     tdoa, peak = tdoa[:n_pairs], peak[:n_pairs]
     keep = np.flatnonzero(np.isfinite(tdoa) & (np.nan_to_num(peak, nan=-1.0) >= min_peak))
     empty = {"pos": np.full(dims, np.nan), "residual_ms": np.nan, "cov": np.full((dims, dims), np.nan),
-             "used": [rows[0]] + [rows[k + 1] for k in keep], "quality": "too_few_recorders"}
+             "used": [rows[0]] + [rows[k + 1] for k in keep], "quality": "too_few_recorders",
+             "peak": float(np.mean(peak[keep])) if len(keep) else np.nan}
     if len(keep) + 1 < min_recorders:
         return empty
+    floor = max(min_recorders, dims + 2, len(keep) + 1 - len(keep) // 2)  # drop at most half
     while True:
         used = [rows[0]] + [rows[k + 1] for k in keep]
         pos, rms, cov = solve_tdoa(array.xyz[used], tdoa[keep], speed)
-        if not (reject_outliers and rms > max_residual_ms and len(keep) + 1 > max(min_recorders, dims + 2)):
+        if not (reject_outliers and rms > max_residual_ms and len(keep) + 1 > floor):
             break
         worst = np.argmax(np.abs(tdoa_of(pos, array.xyz[used], speed) - tdoa[keep]))
         keep = np.delete(keep, worst)
@@ -242,7 +245,8 @@ def _solve_one(array: RecorderArray, rows: list[int], tdoa: np.ndarray, peak: np
         quality = "high_residual"
     elif not _inside_hull(pos[:2], array.xyz[used, :2], hull_margin):
         quality = "outside_array"
-    return {"pos": pos, "residual_ms": rms, "cov": cov, "used": used, "quality": quality}
+    return {"pos": pos, "residual_ms": rms, "cov": cov, "used": used, "quality": quality,
+            "peak": float(np.mean(peak[keep]))}
 
 
 def _table(det: pd.DataFrame, refs: list[int], array: RecorderArray, results: list[dict],
@@ -260,6 +264,7 @@ def _table(det: pd.DataFrame, refs: list[int], array: RecorderArray, results: li
         "start_time": det["start_time"].to_numpy(float), "end_time": det["end_time"].to_numpy(float),
         "reference_file": det["file"].astype(str).to_numpy(),
         "quality": [r["quality"] for r in results],
+        "gcc_peak": [r["peak"] for r in results],
         "x_std": np.sqrt(covs[:, 0, 0]), "y_std": np.sqrt(covs[:, 1, 1]), "cov_xy": covs[:, 0, 1],
         "recorders": [";".join(array.files[i] for i in r["used"]) for r in results],
         "time": np.array([array.start[r] for r in refs]) + t0,
