@@ -71,7 +71,7 @@ def _start_seconds(values: pd.Series) -> np.ndarray:
         out = values.to_numpy(float)
     else:
         try:
-            stamps = pd.to_datetime(values, utc=True)
+            stamps = pd.to_datetime(values, utc=True, format="mixed")
         except (ValueError, TypeError) as exc:
             raise ParameterError(f"start_time column: cannot read the values as seconds or datetimes ({exc})") from exc
         out = ((stamps - stamps.min()).dt.total_seconds()).to_numpy(float)

@@ -24,7 +24,7 @@ def parabolic_peak(left: np.ndarray, centre: np.ndarray, right: np.ndarray) -> n
 
 
 def gcc_phat(windows: np.ndarray, sample_rate: int, max_lags: np.ndarray,
-             bands: np.ndarray | None = None, weighting: str = "phat",
+             bands: np.ndarray | None = None, weighting: str = "phat", upsample: int = 4,
              workers: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Time differences of arrival of recorders 1..R-1 relative to recorder 0.
 
@@ -42,6 +42,10 @@ def gcc_phat(windows: np.ndarray, sample_rate: int, max_lags: np.ndarray,
     weighting : {"phat", "none"}
         PHAT whitens the cross-spectrum (sharp peaks, robust to reverberation and
         coloured noise); "none" is plain cross-correlation.
+    upsample : int
+        Evaluate the correlation on a grid this many times finer than the samples (zero
+        padding of the cross-spectrum) before the parabolic fit, which removes most of its
+        bias on sharp PHAT peaks.
     workers : int, optional
         Threads for scipy.fft.
 
@@ -49,8 +53,9 @@ def gcc_phat(windows: np.ndarray, sample_rate: int, max_lags: np.ndarray,
     -------
     tdoa : ndarray (batch, R-1)
         Seconds by which the call reaches recorder i later than recorder 0 (parabolic
-        sub-sample interpolation); NaN where rejected (missing recorder, or the peak at the
-        edge of the physical range, i.e. an impossible TDOA).
+        sub-sample interpolation); NaN where rejected: a missing recorder, or an
+        impossible TDOA (the peak within the physical range lies at its edge, or the
+        correlation peaks higher at a lag beyond distance / speed of sound).
     peak : ndarray (batch, R-1)
         Peak height; for PHAT the fraction of coherent in-band energy (0-1).
     n_fft : ndarray
@@ -80,29 +85,34 @@ def gcc_phat(windows: np.ndarray, sample_rate: int, max_lags: np.ndarray,
         used = mask.sum(axis=-1).astype(float)
     else:
         used = np.full(batch, float(n_bins))
-    corr = sp_fft.irfft(cross, n=n_fft, axis=-1, workers=workers)
+    if isinstance(upsample, bool) or not isinstance(upsample, (int, np.integer)) or upsample < 1:
+        raise ParameterError(f"upsample must be a positive integer, got {upsample!r}")
+    n_corr = n_fft * int(upsample)
+    corr = sp_fft.irfft(cross, n=n_corr, axis=-1, workers=workers) * float(upsample)
     if weighting == "phat":
         corr = corr * (n_fft / (2.0 * used))[:, None, None]  # coherent in-band energy -> ~1
 
     max_lags = np.asarray(max_lags, dtype=float)
     missing = ~np.isfinite(max_lags)
-    kmax = np.where(missing, 0, np.ceil(np.nan_to_num(max_lags) * sample_rate)).astype(int) + 2
-    kmax = np.minimum(kmax, n - 2)
+    fine_rate = sample_rate * upsample
+    kmax = np.where(missing, 0, np.ceil(np.nan_to_num(max_lags) * sample_rate) + 2).astype(int)
+    kmax = np.minimum(kmax, n - 2) * upsample  # in fine steps
     k_all = int(kmax.max())
     lags = np.arange(-k_all, k_all + 1)
-    seg = corr[:, :, lags % n_fft]  # (batch, R-1, 2K+1)
+    seg = corr[:, :, lags % n_corr]  # (batch, R-1, 2K+1)
     outside = np.abs(lags)[None, None, :] > kmax[:, :, None]
     seg = np.where(outside, -np.inf, seg)
     arg = np.argmax(seg, axis=-1)
     peak = np.take_along_axis(seg, arg[..., None], -1)[..., 0]
     at_edge = np.abs(lags[arg]) >= kmax
+    beyond = corr.max(axis=-1) > peak  # the global peak lies outside the physical range
     left = np.take_along_axis(seg, np.clip(arg - 1, 0, 2 * k_all)[..., None], -1)[..., 0]
     right = np.take_along_axis(seg, np.clip(arg + 1, 0, 2 * k_all)[..., None], -1)[..., 0]
     left, right = np.where(np.isfinite(left), left, peak), np.where(np.isfinite(right), right, peak)
     frac = parabolic_peak(left, peak, right)
-    tdoa = (lags[arg] + frac) / sample_rate
+    tdoa = (lags[arg] + frac) / fine_rate
     limit = np.nan_to_num(max_lags) + 1.0 / sample_rate
-    bad = missing | at_edge | (np.abs(tdoa) > limit) | ~np.isfinite(peak)
+    bad = missing | at_edge | beyond | (np.abs(tdoa) > limit) | ~np.isfinite(peak)
     tdoa = np.where(bad, np.nan, tdoa)
     peak = np.where(missing, np.nan, peak)
     return tdoa, peak, np.asarray(n_fft)
