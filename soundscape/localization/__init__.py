@@ -7,7 +7,7 @@ known source for checks and tutorials.
 
 from .array import RecorderArray, lonlat_to_local, speed_of_sound
 from .gcc import gcc_phat
-from .localize import QUALITY_FLAGS, localize
+from .estimate import QUALITY_FLAGS, localize
 from .plot import plot_localizations
 from .simulate import chirp, grid_positions, simulate_array
 from .solve import closed_form, solve_tdoa, tdoa_of

@@ -111,7 +111,7 @@ def localize(detections: pd.DataFrame, array: RecorderArray, max_distance: float
              min_recorders: int | None = None, max_residual_ms: float = 0.5, hull_margin: float = 0.1,
              min_peak: float = 0.0, bandpass: tuple[float, float] | None = None, weighting: str = "phat",
              sample_rate: int | None = None, reject_outliers: bool = True, batch_size: int = 32,
-             ) -> pd.DataFrame:
+             tdoa_tolerance: float = 0.02) -> pd.DataFrame:
     """Estimate where each detected call came from.
 
     Parameters
@@ -148,6 +148,10 @@ def localize(detections: pd.DataFrame, array: RecorderArray, max_distance: float
         most half of the pairs, never below `min_recorders` or dims + 2 recorders).
     batch_size : int
         Detections per batched FFT.
+    tdoa_tolerance : float
+        A pair's TDOA may exceed distance / speed of sound by this fraction (plus one
+        sample) before it is rejected as impossible: the speed of sound is uncertain by a
+        few per cent (temperature, wind) and recorder clocks by a little.
 
     Returns
     -------
@@ -170,6 +174,8 @@ def localize(detections: pd.DataFrame, array: RecorderArray, max_distance: float
     min_recorders = dims + 2 if min_recorders is None else int(min_recorders)
     if min_recorders < dims + 1:
         raise ParameterError(f"min_recorders must be >= {dims + 1} for a {dims}-D array, got {min_recorders}")
+    if not 0 <= tdoa_tolerance < 1:
+        raise ParameterError(f"tdoa_tolerance must be a fraction in [0, 1), got {tdoa_tolerance!r}")
     if batch_size < 1:
         raise ParameterError(f"batch_size must be >= 1, got {batch_size!r}")
     refs = [array.index(f) for f in det["file"]]
@@ -188,7 +194,7 @@ def localize(detections: pd.DataFrame, array: RecorderArray, max_distance: float
         lo = det["low_f"].to_numpy(float) if "low_f" in det.columns else np.full(len(det), np.nan)
         hi = det["high_f"].to_numpy(float) if "high_f" in det.columns else np.full(len(det), np.nan)
         bands = np.column_stack([lo, hi])
-    pads = np.array([dist[r, groups[r]].max() / speed for r in refs]) + 2.0 / rate
+    pads = np.array([dist[r, groups[r]].max() / speed for r in refs]) * (1 + tdoa_tolerance) + 2.0 / rate
     lengths = np.ceil((t1 - t0 + 2 * pads) * rate).astype(int)
     order = np.argsort(lengths, kind="stable")
 
@@ -209,7 +215,7 @@ def localize(detections: pd.DataFrame, array: RecorderArray, max_distance: float
                     continue  # this recorder does not cover the call: leave it out
                 windows[k, m], shifts[k, m] = reader.window(r, g0, n)
                 if m:
-                    max_lags[k, m - 1] = dist[ref, r] / speed
+                    max_lags[k, m - 1] = dist[ref, r] / speed * (1 + tdoa_tolerance)
         tdoa, peak, _ = gcc_phat(windows, rate, max_lags, bands[idx], weighting)
         tdoa = tdoa + (shifts[:, 1:] - shifts[:, :1])  # windows start a fraction of a sample apart
         for k, j in enumerate(idx):
