@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy.signal import resample_poly
-from scipy.spatial import Delaunay, QhullError
 
 from ..audio import Audio
 from ..errors import ParameterError
@@ -83,14 +82,34 @@ def _check_detections(detections: pd.DataFrame) -> pd.DataFrame:
     return det
 
 
+def _hull(points: np.ndarray) -> np.ndarray:
+    """Corners of the convex hull of 2-D points, counter-clockwise (Andrew's monotone chain)."""
+    pts = sorted(map(tuple, np.unique(points, axis=0)))
+    if len(pts) < 3:
+        return np.array(pts)
+
+    def half(seq):
+        out: list = []
+        for p in seq:
+            while len(out) >= 2 and ((out[-1][0] - out[-2][0]) * (p[1] - out[-2][1])
+                                     - (out[-1][1] - out[-2][1]) * (p[0] - out[-2][0])) <= 0:
+                out.pop()
+            out.append(p)
+        return out[:-1]
+
+    return np.array(half(pts) + half(pts[::-1]))
+
+
 def _inside_hull(point: np.ndarray, corners: np.ndarray, margin: float) -> bool:
     """Whether `point` (x, y) lies in the convex hull of `corners`, grown by `margin` about its centroid."""
-    centre = corners.mean(axis=0)
-    grown = centre + (corners - centre) * (1.0 + margin)
-    try:
-        return bool(Delaunay(grown).find_simplex(point[None, :])[0] >= 0)
-    except (QhullError, ValueError):  # collinear recorders enclose nothing
+    hull = _hull(corners)
+    if len(hull) < 3:  # collinear recorders enclose nothing
         return False
+    centre = hull.mean(axis=0)
+    hull = centre + (hull - centre) * (1.0 + margin)
+    edge = np.roll(hull, -1, axis=0) - hull
+    rel = point - hull
+    return bool((edge[:, 0] * rel[:, 1] - edge[:, 1] * rel[:, 0] >= 0).all())
 
 
 def _check_overlap(array: RecorderArray, groups: dict[int, list[int]]) -> None:

@@ -43,9 +43,9 @@ def gcc_phat(windows: np.ndarray, sample_rate: int, max_lags: np.ndarray,
         PHAT whitens the cross-spectrum (sharp peaks, robust to reverberation and
         coloured noise); "none" is plain cross-correlation.
     upsample : int
-        Evaluate the correlation on a grid this many times finer than the samples (zero
-        padding of the cross-spectrum) before the parabolic fit, which removes most of its
-        bias on sharp PHAT peaks.
+        Around the integer peak, evaluate the correlation (directly from the
+        cross-spectrum) on a grid this many times finer than the samples before the
+        parabolic fit, which removes most of its bias on sharp PHAT peaks.
     workers : int, optional
         Threads for scipy.fft.
 
@@ -65,13 +65,15 @@ def gcc_phat(windows: np.ndarray, sample_rate: int, max_lags: np.ndarray,
         raise ParameterError(f"windows must have shape (batch, recorders >= 2, samples), got {windows.shape}")
     if weighting not in ("phat", "none"):
         raise ParameterError(f"weighting must be 'phat' or 'none', got {weighting!r}")
+    if isinstance(upsample, bool) or not isinstance(upsample, (int, np.integer)) or upsample < 1:
+        raise ParameterError(f"upsample must be a positive integer, got {upsample!r}")
     batch, n_rec, n = windows.shape
     n_fft = sp_fft.next_fast_len(2 * n, real=True)
-    spec = sp_fft.rfft(np.asarray(windows, dtype=np.float64), n=n_fft, axis=-1, workers=workers)
+    spec = sp_fft.rfft(np.asarray(windows, dtype=np.float32), n=n_fft, axis=-1, workers=workers)
     cross = spec[:, 1:, :] * np.conj(spec[:, :1, :])
     if weighting == "phat":
         mag = np.abs(cross)
-        floor = 1e-12 * mag.max(axis=-1, keepdims=True) + 1e-300
+        floor = 1e-6 * mag.max(axis=-1, keepdims=True) + 1e-30
         cross = cross / np.maximum(mag, floor)
     n_bins = cross.shape[-1]
     if bands is not None:
@@ -85,32 +87,38 @@ def gcc_phat(windows: np.ndarray, sample_rate: int, max_lags: np.ndarray,
         used = mask.sum(axis=-1).astype(float)
     else:
         used = np.full(batch, float(n_bins))
-    if isinstance(upsample, bool) or not isinstance(upsample, (int, np.integer)) or upsample < 1:
-        raise ParameterError(f"upsample must be a positive integer, got {upsample!r}")
-    n_corr = n_fft * int(upsample)
-    corr = sp_fft.irfft(cross, n=n_corr, axis=-1, workers=workers) * float(upsample)
-    if weighting == "phat":
-        corr = corr * (n_fft / (2.0 * used))[:, None, None]  # coherent in-band energy -> ~1
+    corr = sp_fft.irfft(cross, n=n_fft, axis=-1, workers=workers)
+    scale = (n_fft / (2.0 * used))[:, None] if weighting == "phat" else np.ones((batch, 1))
+    corr = corr * scale[..., None]  # PHAT: coherent in-band energy -> ~1
 
     max_lags = np.asarray(max_lags, dtype=float)
     missing = ~np.isfinite(max_lags)
-    fine_rate = sample_rate * upsample
     kmax = np.where(missing, 0, np.ceil(np.nan_to_num(max_lags) * sample_rate) + 2).astype(int)
-    kmax = np.minimum(kmax, n - 2) * upsample  # in fine steps
+    kmax = np.minimum(kmax, n - 2)
     k_all = int(kmax.max())
     lags = np.arange(-k_all, k_all + 1)
-    seg = corr[:, :, lags % n_corr]  # (batch, R-1, 2K+1)
-    outside = np.abs(lags)[None, None, :] > kmax[:, :, None]
-    seg = np.where(outside, -np.inf, seg)
+    seg = corr[:, :, lags % n_fft]  # (batch, R-1, 2K+1)
+    seg = np.where(np.abs(lags)[None, None, :] > kmax[:, :, None], -np.inf, seg)
     arg = np.argmax(seg, axis=-1)
-    peak = np.take_along_axis(seg, arg[..., None], -1)[..., 0]
-    at_edge = np.abs(lags[arg]) >= kmax
-    beyond = corr.max(axis=-1) > peak  # the global peak lies outside the physical range
-    left = np.take_along_axis(seg, np.clip(arg - 1, 0, 2 * k_all)[..., None], -1)[..., 0]
-    right = np.take_along_axis(seg, np.clip(arg + 1, 0, 2 * k_all)[..., None], -1)[..., 0]
-    left, right = np.where(np.isfinite(left), left, peak), np.where(np.isfinite(right), right, peak)
-    frac = parabolic_peak(left, peak, right)
-    tdoa = (lags[arg] + frac) / fine_rate
+    coarse = lags[arg]
+    at_edge = np.abs(coarse) >= kmax
+    beyond = corr.max(axis=-1) > np.take_along_axis(seg, arg[..., None], -1)[..., 0] + 1e-9
+    # refine: the correlation between samples, evaluated from the cross-spectrum on a grid
+    # `upsample` times finer around the coarse peak, then a parabola through the best 3
+    steps = np.linspace(-1.0, 1.0, 2 * upsample + 1)
+    cols = np.flatnonzero(mask.any(axis=0)) if bands is not None else np.arange(n_bins)
+    weight = np.where((cols == 0) | ((n_fft % 2 == 0) & (cols == n_bins - 1)), 1.0, 2.0)
+    omega = (2j * np.pi * cols / n_fft).astype(np.complex64)
+    shift = np.exp(omega * coarse[..., None].astype(np.float32))
+    base = cross[..., cols] * weight.astype(np.float32) * shift  # (batch, R-1, bins)
+    grid = np.exp(omega[:, None] * steps[None, :].astype(np.float32))  # (bins, S)
+    fine = (base.reshape(-1, len(cols)) @ grid).real.reshape(base.shape[:2] + (len(steps),))
+    fine = fine / n_fft * scale[..., None]
+    j = np.clip(np.argmax(fine, axis=-1), 1, 2 * upsample - 1)
+    pick = lambda o: np.take_along_axis(fine, (j + o)[..., None], -1)[..., 0]  # noqa: E731
+    peak = pick(0)
+    frac = parabolic_peak(pick(-1), peak, pick(1)) * (steps[1] - steps[0])
+    tdoa = (coarse + steps[j] + frac) / sample_rate
     limit = np.nan_to_num(max_lags) + 1.0 / sample_rate
     bad = missing | at_edge | beyond | (np.abs(tdoa) > limit) | ~np.isfinite(peak)
     tdoa = np.where(bad, np.nan, tdoa)

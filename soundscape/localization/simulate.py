@@ -34,12 +34,21 @@ def chirp(sample_rate: int = 22050, duration: float = 0.3, f0: float = 1500.0, f
     return (signal.chirp(t, f0, duration, f1) * np.hanning(len(t))).astype(np.float64)
 
 
-def _delayed(call: np.ndarray, delay_samples: float, n: int) -> np.ndarray:
-    """`call` starting `delay_samples` (fractional) into a buffer of `n` samples (FFT phase shift)."""
-    n_fft = sp_fft.next_fast_len(n + len(call), real=True)
-    spec = sp_fft.rfft(call, n=n_fft)
-    freqs = np.arange(len(spec)) / n_fft
-    return sp_fft.irfft(spec * np.exp(-2j * np.pi * freqs * delay_samples), n=n_fft)[:n]
+def _add_delayed(out: np.ndarray, call: np.ndarray, delay_samples: float, gain: float) -> None:
+    """Add `gain * call` starting `delay_samples` (fractional) into `out`, in place.
+
+    The fractional part is an FFT phase shift of the call on a short buffer, which is then
+    added at the integer offset (the call is band-limited, so the shift is exact up to the
+    buffer's edges, where a Hann-tapered call is ~0).
+    """
+    whole = int(np.floor(delay_samples))
+    n_buf = sp_fft.next_fast_len(len(call) + 64, real=True)
+    spec = sp_fft.rfft(call, n=n_buf)
+    freqs = np.arange(len(spec)) / n_buf
+    piece = sp_fft.irfft(spec * np.exp(-2j * np.pi * freqs * (delay_samples - whole)), n=n_buf) * gain
+    a, b = max(whole, 0), min(whole + n_buf, len(out))
+    if b > a:
+        out[a:b] += piece[a - whole:b - whole]
 
 
 def simulate_array(call: np.ndarray, sample_rate: int, recorders: np.ndarray, sources: np.ndarray,
@@ -114,7 +123,7 @@ def simulate_array(call: np.ndarray, sample_rate: int, recorders: np.ndarray, so
         for s in range(len(sources)):
             arrivals[s, i] = emit[s] + ranges[s, i] / speed - starts[i]
             delay = (arrivals[s, i] + clock[i]) * sample_rate
-            x += _delayed(call, delay, n) * ref_d / max(ranges[s, i], 1.0)
+            _add_delayed(x, call, delay, ref_d / max(ranges[s, i], 1.0))
         peak = np.max(np.abs(x))
         if peak > 0.99:
             x *= 0.99 / peak
