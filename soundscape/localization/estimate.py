@@ -232,9 +232,14 @@ def localize(detections: pd.DataFrame, array: RecorderArray, max_distance: float
             for m, r in enumerate(rows):
                 if m and (core0 < f_start[r] - 1e-9 or core1 > f_end[r] + 1e-9):
                     continue  # this recorder does not cover the call: leave it out
-                windows[k, m], shifts[k, m] = reader.window(r, g0, n)
+                windows[k, m, :lengths[j]], shifts[k, m] = reader.window(r, g0, int(lengths[j]))
                 if m:
                     max_lags[k, m - 1] = dist[ref, r] / speed * (1 + tdoa_tolerance)
+            # the reference keeps only the detection itself; the neighbours keep the margins
+            # the call can shift into, so other calls nearby correlate less
+            cut = int(round(pads[j] * rate))
+            windows[k, 0, :cut] = 0.0
+            windows[k, 0, lengths[j] - cut:] = 0.0
         tdoa, peak, _ = gcc_phat(windows, rate, max_lags, bands[idx], weighting)
         tdoa = tdoa + (shifts[:, 1:] - shifts[:, :1])  # windows start a fraction of a sample apart
         for k, j in enumerate(idx):
@@ -290,7 +295,8 @@ def _table(det: pd.DataFrame, refs: list[int], array: RecorderArray, results: li
         "reference_file": det["file"].astype(str).to_numpy(),
         "quality": [r["quality"] for r in results],
         "gcc_peak": [r["peak"] for r in results],
-        "x_std": np.sqrt(covs[:, 0, 0]), "y_std": np.sqrt(covs[:, 1, 1]), "cov_xy": covs[:, 0, 1],
+        "x_std": np.sqrt(np.clip(covs[:, 0, 0], 0, None)),
+        "y_std": np.sqrt(np.clip(covs[:, 1, 1], 0, None)), "cov_xy": covs[:, 0, 1],
         "recorders": [";".join(array.files[i] for i in r["used"]) for r in results],
         "time": np.array([array.start[r] for r in refs]) + t0,
     })

@@ -12,7 +12,11 @@ from scipy import fft as sp_fft
 from ..dsp import frequency_mask
 from ..errors import ParameterError
 
-__all__ = ["gcc_phat", "parabolic_peak"]
+__all__ = ["gcc_phat", "parabolic_peak", "BEYOND_RATIO"]
+
+#: a pair is rejected when the correlation peaks this many times higher at a lag beyond
+#: distance / speed of sound than within it (another sound, an echo, a bad clock)
+BEYOND_RATIO = 1.5
 
 
 def parabolic_peak(left: np.ndarray, centre: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -55,7 +59,8 @@ def gcc_phat(windows: np.ndarray, sample_rate: int, max_lags: np.ndarray,
         Seconds by which the call reaches recorder i later than recorder 0 (parabolic
         sub-sample interpolation); NaN where rejected: a missing recorder, or an
         impossible TDOA (the peak within the physical range lies at its edge, or the
-        correlation peaks higher at a lag beyond distance / speed of sound).
+        correlation peaks `BEYOND_RATIO` times higher at a lag beyond distance / speed
+        of sound).
     peak : ndarray (batch, R-1)
         Peak height; for PHAT the fraction of coherent in-band energy (0-1).
     n_fft : ndarray
@@ -102,7 +107,7 @@ def gcc_phat(windows: np.ndarray, sample_rate: int, max_lags: np.ndarray,
     arg = np.argmax(seg, axis=-1)
     coarse = lags[arg]
     at_edge = np.abs(coarse) >= kmax
-    beyond = corr.max(axis=-1) > np.take_along_axis(seg, arg[..., None], -1)[..., 0] + 1e-9
+    beyond = corr.max(axis=-1) > BEYOND_RATIO * np.take_along_axis(seg, arg[..., None], -1)[..., 0]
     # refine: the correlation between samples, evaluated from the cross-spectrum on a grid
     # `upsample` times finer around the coarse peak, then a parabola through the best 3
     steps = np.linspace(-1.0, 1.0, 2 * upsample + 1)
