@@ -151,3 +151,19 @@ def test_latlon_array_and_3d(tmp_path):
     out = localize(det, arr)
     centre = GRID.mean(axis=0)
     assert np.hypot(out["x"] - (14.0 - centre[0]), out["y"] - (27.0 - centre[1])).iloc[0] < 1.0
+
+
+def test_start_datetime_from_audio_metadata(tmp_path, monkeypatch):
+    table, _ = simulate_array(chirp(RATE), RATE, GRID[:4], SOURCES[:1], [0.2], tmp_path, duration=0.5)
+    stamps = {f: pd.Timestamp("2026-05-01 05:00:00") + pd.Timedelta(seconds=0.1 * i)
+              for i, f in enumerate(table["file"])}
+    load = Audio.from_file.__func__
+
+    def with_start(cls, path, *args, **kwargs):
+        audio = load(cls, path, *args, **kwargs)
+        audio.metadata["start_datetime"] = stamps[str(path)]
+        return audio
+
+    monkeypatch.setattr(Audio, "from_file", classmethod(with_start))
+    arr = RecorderArray(table.drop(columns="start_time"))
+    assert arr.start == pytest.approx([0.0, 0.1, 0.2, 0.3])

@@ -80,6 +80,21 @@ def _start_seconds(values: pd.Series) -> np.ndarray:
     return out
 
 
+def _metadata_starts(files: list[str]) -> dict:
+    """``{file: Audio.metadata["start_datetime"]}`` for files whose metadata has one."""
+    from ..audio import Audio
+
+    out = {}
+    for f in files:
+        if not Path(f).is_file():
+            return {}
+        meta = Audio.from_file(f, duration=1e-3).metadata
+        if meta.get("start_datetime") is None:
+            return {}
+        out[f] = meta["start_datetime"]
+    return out
+
+
 class RecorderArray:
     """Positions and synchronised start times of the recorders of an array.
 
@@ -98,8 +113,9 @@ class RecorderArray:
         ``file`` and ``clock_offset``; they replace the column of `positions`. A
         recorder's true start is ``start_time - clock_offset``.
     start_datetimes : dict, optional
-        ``{file: datetime}`` start times (e.g. from ``Audio.metadata["start_datetime"]``),
-        used when `positions` has no ``start_time`` column.
+        ``{file: datetime}`` start times, used when `positions` has no ``start_time``
+        column; when neither is given, ``Audio.metadata["start_datetime"]`` of every file
+        is used if all files have one.
 
     Attributes
     ----------
@@ -144,7 +160,8 @@ class RecorderArray:
         self.xyz = xyz
         if "start_time" in table.columns:
             start = _start_seconds(table["start_time"])
-        elif start_datetimes is not None and all(f in start_datetimes for f in self.files):
+        elif (start_datetimes := start_datetimes or _metadata_starts(self.files)) and all(
+                f in start_datetimes for f in self.files):
             start = _start_seconds(pd.Series([start_datetimes[f] for f in self.files]))
         else:
             start = np.zeros(len(self.files))
