@@ -40,7 +40,13 @@ sys.path.insert(0, str(REPO))
 
 from soundscape import Audio  # noqa: E402
 from soundscape.io import write_json  # noqa: E402
-from soundscape.localization import RecorderArray, chirp, grid_positions, localize, simulate_array  # noqa: E402
+from soundscape.localization import (
+    RecorderArray,
+    chirp,
+    grid_positions,
+    localize,
+    simulate_array,
+)  # noqa: E402
 
 RATE = 22050
 CLIP = REPO.parent / "shared" / "data" / "esc10" / "audio" / "1-100032-A.ogg"
@@ -50,8 +56,12 @@ def _call() -> tuple[np.ndarray, str, tuple[float, float]]:
     if CLIP.exists():
         x = Audio.from_file(CLIP, sample_rate=RATE).bandpass(500, 4000).samples.astype(float)
         n = int(0.3 * RATE)
-        i = int(np.argmax(np.convolve(x ** 2, np.ones(n), "valid")))
-        return x[i:i + n] * np.hanning(n), f"ESC-10 {CLIP.name} (500-4000 Hz, 0.3 s)", (500.0, 4000.0)
+        i = int(np.argmax(np.convolve(x**2, np.ones(n), "valid")))
+        return (
+            x[i : i + n] * np.hanning(n),
+            f"ESC-10 {CLIP.name} (500-4000 Hz, 0.3 s)",
+            (500.0, 4000.0),
+        )
     return chirp(RATE), "synthetic chirp 1.5-4.5 kHz, 0.3 s", (1200.0, 5000.0)
 
 
@@ -67,14 +77,32 @@ def run_snr(call, band, snr: float, n_calls: int, repeats: int, folder: Path, se
     grid = grid_positions(3, 25.0)
     sources = rng.uniform(2.0, 48.0, (n_calls, 2))
     emit = 0.3 + 0.5 * np.arange(n_calls)
-    table, truth = simulate_array(call, RATE, grid, sources, emit, folder, duration=emit[-1] + 1.0,
-                                  snr_db=snr, clock_jitter=5e-5, seed=seed)
+    table, truth = simulate_array(
+        call,
+        RATE,
+        grid,
+        sources,
+        emit,
+        folder,
+        duration=emit[-1] + 1.0,
+        snr_db=snr,
+        clock_jitter=5e-5,
+        seed=seed,
+    )
     rows = []
     for s, src in enumerate(sources):
         i = int(np.argmin(np.hypot(*(grid - src).T)))
         t = truth[f"arrival_{i}"].iloc[s]
-        rows.append({"file": table["file"].iloc[i], "start_time": t - 0.05, "end_time": t + 0.35,
-                     "low_f": band[0], "high_f": band[1], "annotation": "call"})
+        rows.append(
+            {
+                "file": table["file"].iloc[i],
+                "start_time": t - 0.05,
+                "end_time": t + 0.35,
+                "low_f": band[0],
+                "high_f": band[1],
+                "annotation": "call",
+            }
+        )
     det = pd.DataFrame(rows)
     array = RecorderArray(table)
     localize(det.head(2), array)  # reads the files once (kept in memory)
@@ -89,7 +117,8 @@ def run_snr(call, band, snr: float, n_calls: int, repeats: int, folder: Path, se
     err = np.hypot(out["x"] - truth["x"], out["y"] - truth["y"]).to_numpy()
     ok = (out["quality"] == "ok").to_numpy()
     return {
-        "snr_db": snr, "calls": n_calls,
+        "snr_db": snr,
+        "calls": n_calls,
         "localizations_per_s_batched": round(n_calls / timings["batched"], 1),
         "localizations_per_s_one_per_fft": round(n_calls / timings["one_per_fft"], 1),
         "share_ok": round(float(ok.mean()), 3),
@@ -117,10 +146,17 @@ def main(argv=None) -> dict:
             print(r, flush=True)
             results.append(r)
     report = {
-        "what": "localize() on a simulated 3x3 grid, 25 m spacing, 9 recorders, 22.05 kHz, 0.4-s detections",
-        "call": call_name, "clock_jitter_s": 5e-5, "results": results,
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "uptime_before": before, "uptime_after": _uptime()},
+        "what": "localize() on a simulated 3x3 grid, 25 m spacing, 9 recorders, 22.05 kHz, "
+        "0.4-s detections",
+        "call": call_name,
+        "clock_jitter_s": 5e-5,
+        "results": results,
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "uptime_before": before,
+            "uptime_after": _uptime(),
+        },
     }
     write_json(report, args.out)
     print(f"wrote {args.out}")

@@ -5,14 +5,25 @@ import pandas as pd
 import pytest
 
 from soundscape.errors import ParameterError
-from soundscape.localization import (RecorderArray, closed_form, gcc_phat, grid_positions, localize,
-                                     lonlat_to_local, solve_tdoa, speed_of_sound, tdoa_of)
+from soundscape.localization import (
+    RecorderArray,
+    closed_form,
+    gcc_phat,
+    grid_positions,
+    localize,
+    lonlat_to_local,
+    solve_tdoa,
+    speed_of_sound,
+    tdoa_of,
+)
 from soundscape.localization.gcc import parabolic_peak
 
 
 def _table(n=4, spacing=50.0):
     pos = grid_positions(int(np.sqrt(n)), spacing)
-    return pd.DataFrame({"file": [f"r{i}.wav" for i in range(len(pos))], "x": pos[:, 0], "y": pos[:, 1]})
+    return pd.DataFrame(
+        {"file": [f"r{i}.wav" for i in range(len(pos))], "x": pos[:, 0], "y": pos[:, 1]}
+    )
 
 
 def test_speed_of_sound_from_temperature():
@@ -37,10 +48,18 @@ def test_array_from_xy_latlon_and_start_times():
     assert len(arr) == 4 and arr.dims == 2
     assert arr.distances()[0, 3] == pytest.approx(50 * np.sqrt(2))
     assert arr.neighbours("r0.wav", max_distance=60) == [0, 1, 2]
-    geo = pd.DataFrame({"file": ["a", "b", "c"], "latitude": [50.0, 50.0, 50.0005],
-                        "longitude": [8.0, 8.0007, 8.0], "start_time": ["2026-05-01 05:00:00",
-                                                                         "2026-05-01 05:00:00.25",
-                                                                         "2026-05-01 04:59:59.5"]})
+    geo = pd.DataFrame(
+        {
+            "file": ["a", "b", "c"],
+            "latitude": [50.0, 50.0, 50.0005],
+            "longitude": [8.0, 8.0007, 8.0],
+            "start_time": [
+                "2026-05-01 05:00:00",
+                "2026-05-01 05:00:00.25",
+                "2026-05-01 04:59:59.5",
+            ],
+        }
+    )
     arr = RecorderArray(geo)
     assert arr.origin is not None
     assert arr.xyz.mean(axis=0) == pytest.approx([0, 0], abs=1e-6)
@@ -49,18 +68,26 @@ def test_array_from_xy_latlon_and_start_times():
     assert fixed.start == pytest.approx([0.5, 0.5, 0.0])
     tab = pd.DataFrame({"file": ["b"], "clock_offset": [0.25]})
     assert RecorderArray(geo, clock_offsets=tab).start == pytest.approx(fixed.start)
-    dt = {"a": pd.Timestamp("2026-05-01 05:00:01"), "b": pd.Timestamp("2026-05-01 05:00:00"),
-          "c": pd.Timestamp("2026-05-01 05:00:00")}
-    assert RecorderArray(geo.drop(columns="start_time"), start_datetimes=dt).start == pytest.approx([1, 0, 0])
+    dt = {
+        "a": pd.Timestamp("2026-05-01 05:00:01"),
+        "b": pd.Timestamp("2026-05-01 05:00:00"),
+        "c": pd.Timestamp("2026-05-01 05:00:00"),
+    }
+    assert RecorderArray(geo.drop(columns="start_time"), start_datetimes=dt).start == pytest.approx(
+        [1, 0, 0]
+    )
 
 
-@pytest.mark.parametrize("table, match", [
-    (pd.DataFrame({"x": [0, 1], "y": [0, 1]}), "'file' column"),
-    (pd.DataFrame({"file": ["a", "a"], "x": [0, 1], "y": [0, 1]}), "more than once"),
-    (pd.DataFrame({"file": ["a", "b"], "east": [0, 1]}), "x, y"),
-    (pd.DataFrame({"file": ["a"], "x": [0], "y": [0]}), "at least 2"),
-    (pd.DataFrame({"file": ["a", "b"], "x": [0, np.nan], "y": [0, 1]}), "'b'"),
-])
+@pytest.mark.parametrize(
+    "table, match",
+    [
+        (pd.DataFrame({"x": [0, 1], "y": [0, 1]}), "'file' column"),
+        (pd.DataFrame({"file": ["a", "a"], "x": [0, 1], "y": [0, 1]}), "more than once"),
+        (pd.DataFrame({"file": ["a", "b"], "east": [0, 1]}), "x, y"),
+        (pd.DataFrame({"file": ["a"], "x": [0], "y": [0]}), "at least 2"),
+        (pd.DataFrame({"file": ["a", "b"], "x": [0, np.nan], "y": [0, 1]}), "'b'"),
+    ],
+)
 def test_array_errors_name_the_problem(table, match):
     with pytest.raises(ParameterError, match=match):
         RecorderArray(table)
@@ -87,9 +114,11 @@ def test_gcc_phat_recovers_fractional_delays_batched():
     spec = np.fft.rfft(base)
     freqs = np.fft.rfftfreq(len(base))
     for b in range(2):
-        win[b, 0] = base[100:100 + n]
+        win[b, 0] = base[100 : 100 + n]
         for i, d in enumerate(delays[b]):
-            win[b, i + 1] = np.fft.irfft(spec * np.exp(-2j * np.pi * freqs * d), len(base))[100:100 + n]
+            win[b, i + 1] = np.fft.irfft(spec * np.exp(-2j * np.pi * freqs * d), len(base))[
+                100 : 100 + n
+            ]
     lags = np.full((2, 3), 60 / rate)
     tdoa, peak, _ = gcc_phat(win, rate, lags, bands=np.array([[200, 6000], [np.nan, np.nan]]))
     assert tdoa * rate == pytest.approx(delays, abs=0.1)
@@ -113,7 +142,9 @@ def test_closed_form_and_least_squares_are_exact_without_noise(source):
 
 
 def test_solve_3d():
-    pos = np.array([[0, 0, 0], [40, 0, 2], [0, 40, 5], [40, 40, 0], [20, 20, 12], [0, 20, 1]], float)
+    pos = np.array(
+        [[0, 0, 0], [40, 0, 2], [0, 40, 5], [40, 40, 0], [20, 20, 12], [0, 20, 1]], float
+    )
     src = np.array([15.0, 22.0, 4.0])
     est, rms, _ = solve_tdoa(pos, tdoa_of(src, pos, 340.0), 340.0)
     assert est == pytest.approx(src, abs=1e-4)
@@ -128,7 +159,10 @@ def test_localize_checks_its_inputs(tmp_path):
     with pytest.raises(ParameterError, match="not a recorder"):
         localize(pd.DataFrame({"file": ["x.wav"], "start_time": [0.0], "end_time": [1.0]}), arr)
     with pytest.raises(ParameterError, match="speed_of_sound"):
-        localize(pd.DataFrame({"file": ["r0.wav"], "start_time": [0.0], "end_time": [1.0]}), arr,
-                 speed_of_sound=-1)
+        localize(
+            pd.DataFrame({"file": ["r0.wav"], "start_time": [0.0], "end_time": [1.0]}),
+            arr,
+            speed_of_sound=-1,
+        )
     with pytest.raises(FileNotFoundError, match="r0.wav"):
         localize(pd.DataFrame({"file": ["r0.wav"], "start_time": [0.0], "end_time": [1.0]}), arr)

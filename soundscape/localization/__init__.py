@@ -12,6 +12,18 @@ from .plot import plot_localizations
 from .simulate import chirp, grid_positions, simulate_array
 from .solve import closed_form, solve_tdoa, tdoa_of
 
-__all__ = ["RecorderArray", "localize", "plot_localizations", "speed_of_sound", "lonlat_to_local",
-           "gcc_phat", "closed_form", "solve_tdoa", "tdoa_of", "simulate_array", "grid_positions",
-           "chirp", "QUALITY_FLAGS"]
+__all__ = [
+    "RecorderArray",
+    "localize",
+    "plot_localizations",
+    "speed_of_sound",
+    "lonlat_to_local",
+    "gcc_phat",
+    "closed_form",
+    "solve_tdoa",
+    "tdoa_of",
+    "simulate_array",
+    "grid_positions",
+    "chirp",
+    "QUALITY_FLAGS",
+]

@@ -28,12 +28,15 @@ def speed_of_sound(temperature: float = 20.0) -> float:
     Uses ``331.3 * sqrt(1 + T / 273.15)`` (343.2 m/s at 20 degrees C).
     """
     if not np.isfinite(temperature) or temperature <= -273.15:
-        raise ParameterError(f"temperature must be a finite number of degrees C > -273.15, got {temperature!r}")
+        raise ParameterError(
+            f"temperature must be a finite number of degrees C > -273.15, got {temperature!r}"
+        )
     return float(331.3 * np.sqrt(1.0 + temperature / 273.15))
 
 
-def lonlat_to_local(latitude, longitude, origin: tuple[float, float] | None = None
-                    ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+def lonlat_to_local(
+    latitude, longitude, origin: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
     """Project latitude/longitude (degrees) to east/north metres (equirectangular).
 
     Parameters
@@ -73,7 +76,9 @@ def _start_seconds(values: pd.Series) -> np.ndarray:
         try:
             stamps = pd.to_datetime(values, utc=True, format="mixed")
         except (ValueError, TypeError) as exc:
-            raise ParameterError(f"start_time column: cannot read the values as seconds or datetimes ({exc})") from exc
+            raise ParameterError(
+                f"start_time column: cannot read the values as seconds or datetimes ({exc})"
+            ) from exc
         out = ((stamps - stamps.min()).dt.total_seconds()).to_numpy(float)
     if not np.isfinite(out).all():
         raise ParameterError("start_time column: every recorder needs a finite start time")
@@ -128,12 +133,20 @@ class RecorderArray:
         The projection centre when positions were given in degrees.
     """
 
-    def __init__(self, positions: pd.DataFrame, clock_offsets: pd.DataFrame | Mapping | None = None,
-                 start_datetimes: Mapping | None = None):
+    def __init__(
+        self,
+        positions: pd.DataFrame,
+        clock_offsets: pd.DataFrame | Mapping | None = None,
+        start_datetimes: Mapping | None = None,
+    ):
         if not isinstance(positions, pd.DataFrame):
-            raise ParameterError(f"positions must be a DataFrame with a file column, got {type(positions).__name__}")
+            raise ParameterError(
+                f"positions must be a DataFrame with a file column, got {type(positions).__name__}"
+            )
         if "file" not in positions.columns:
-            raise ParameterError(f"positions needs a 'file' column; it has {list(positions.columns)}")
+            raise ParameterError(
+                f"positions needs a 'file' column; it has {list(positions.columns)}"
+            )
         table = positions.reset_index(drop=True)
         self.files = [str(f) for f in table["file"]]
         if len(set(self.files)) != len(self.files):
@@ -152,8 +165,10 @@ class RecorderArray:
                 elev = table["elevation"].to_numpy(float)
                 xyz = np.column_stack([xyz, elev - elev.mean()])
         else:
-            raise ParameterError("positions needs columns x, y [, z] (metres) or latitude, longitude; "
-                                 f"it has {list(table.columns)}")
+            raise ParameterError(
+                "positions needs columns x, y [, z] (metres) or latitude, longitude; "
+                f"it has {list(table.columns)}"
+            )
         if not np.isfinite(xyz).all():
             bad = self.files[int(np.flatnonzero(~np.isfinite(xyz).all(axis=1))[0])]
             raise ParameterError(f"position of {bad!r} is not finite")
@@ -161,7 +176,8 @@ class RecorderArray:
         if "start_time" in table.columns:
             start = _start_seconds(table["start_time"])
         elif (start_datetimes := start_datetimes or _metadata_starts(self.files)) and all(
-                f in start_datetimes for f in self.files):
+            f in start_datetimes for f in self.files
+        ):
             start = _start_seconds(pd.Series([start_datetimes[f] for f in self.files]))
         else:
             start = np.zeros(len(self.files))
@@ -183,10 +199,14 @@ class RecorderArray:
                 missing = {"file", "clock_offset"} - set(clock_offsets.columns)
                 if missing:
                     raise ParameterError(f"clock_offsets table lacks column(s) {sorted(missing)}")
-                clock_offsets = dict(zip(clock_offsets["file"].astype(str), clock_offsets["clock_offset"]))
+                clock_offsets = dict(
+                    zip(clock_offsets["file"].astype(str), clock_offsets["clock_offset"])
+                )
             unknown = set(map(str, clock_offsets)) - set(self.files)
             if unknown:
-                raise ParameterError(f"clock_offsets names file(s) not in the array: {sorted(unknown)}")
+                raise ParameterError(
+                    f"clock_offsets names file(s) not in the array: {sorted(unknown)}"
+                )
             out = np.array([float(clock_offsets.get(f, 0.0)) for f in self.files])
         if not np.isfinite(out).all():
             raise ParameterError("clock_offset values must be finite seconds")
@@ -203,15 +223,18 @@ class RecorderArray:
 
     def __repr__(self) -> str:
         span = np.ptp(self.xyz[:, :2], axis=0)
-        return f"<RecorderArray({len(self)} recorders, {self.dims}-D, span {span[0]:.1f} x {span[1]:.1f} m)>"
+        return (f"<RecorderArray({len(self)} recorders, {self.dims}-D, "
+                f"span {span[0]:.1f} x {span[1]:.1f} m)>")
 
     def index(self, file) -> int:
         """Row of `file` in the array (ParameterError if it is not a recorder)."""
         try:
             return self._index[str(file)]
         except KeyError:
-            raise ParameterError(f"file {str(file)!r} is not a recorder of the array "
-                                 f"(recorders: {self.files[:5]}{'...' if len(self) > 5 else ''})") from None
+            raise ParameterError(
+                f"file {str(file)!r} is not a recorder of the array "
+                f"(recorders: {self.files[:5]}{'...' if len(self) > 5 else ''})"
+            ) from None
 
     def table(self) -> pd.DataFrame:
         """The array as a table: file, x, y [, z], start_time (corrected seconds)."""
@@ -224,7 +247,7 @@ class RecorderArray:
     def distances(self) -> np.ndarray:
         """(n, n) matrix of recorder-to-recorder distances in metres."""
         diff = self.xyz[:, None, :] - self.xyz[None, :, :]
-        return np.sqrt((diff ** 2).sum(-1))
+        return np.sqrt((diff**2).sum(-1))
 
     def neighbours(self, file, max_distance: float | None = None) -> list[int]:
         """Rows of the recorders within `max_distance` metres of `file` (itself first)."""
@@ -257,10 +280,13 @@ class RecorderArray:
         """Raise ParameterError naming the files when recordings share no common time."""
         rows = list(range(len(self))) if rows is None else rows
         cov = self.coverage().iloc[rows]
-        i_late, i_early = int(np.argmax(cov["start"].to_numpy())), int(np.argmin(cov["end"].to_numpy()))
+        i_late, i_early = int(np.argmax(cov["start"].to_numpy())), int(
+            np.argmin(cov["end"].to_numpy())
+        )
         if cov["start"].iloc[i_late] >= cov["end"].iloc[i_early]:
             raise ParameterError(
                 f"recordings do not overlap in time: {cov['file'].iloc[i_early]!r} ends at "
                 f"{cov['end'].iloc[i_early]:.3f} s but {cov['file'].iloc[i_late]!r} starts at "
                 f"{cov['start'].iloc[i_late]:.3f} s on the common clock; check the start_time and "
-                "clock_offset columns")
+                "clock_offset columns"
+            )

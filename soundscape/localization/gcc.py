@@ -27,9 +27,15 @@ def parabolic_peak(left: np.ndarray, centre: np.ndarray, right: np.ndarray) -> n
     return np.clip(delta, -0.5, 0.5)
 
 
-def gcc_phat(windows: np.ndarray, sample_rate: int, max_lags: np.ndarray,
-             bands: np.ndarray | None = None, weighting: str = "phat", upsample: int = 4,
-             workers: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def gcc_phat(
+    windows: np.ndarray,
+    sample_rate: int,
+    max_lags: np.ndarray,
+    bands: np.ndarray | None = None,
+    weighting: str = "phat",
+    upsample: int = 4,
+    workers: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Time differences of arrival of recorders 1..R-1 relative to recorder 0.
 
     Parameters
@@ -67,7 +73,9 @@ def gcc_phat(windows: np.ndarray, sample_rate: int, max_lags: np.ndarray,
         The transform length used (scalar array).
     """
     if windows.ndim != 3 or windows.shape[1] < 2:
-        raise ParameterError(f"windows must have shape (batch, recorders >= 2, samples), got {windows.shape}")
+        raise ParameterError(
+            f"windows must have shape (batch, recorders >= 2, samples), got {windows.shape}"
+        )
     if weighting not in ("phat", "none"):
         raise ParameterError(f"weighting must be 'phat' or 'none', got {weighting!r}")
     if isinstance(upsample, bool) or not isinstance(upsample, (int, np.integer)) or upsample < 1:

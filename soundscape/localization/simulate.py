@@ -22,13 +22,15 @@ __all__ = ["grid_positions", "chirp", "simulate_array"]
 
 
 def grid_positions(n_side: int = 3, spacing: float = 25.0) -> np.ndarray:
-    """(n_side^2, 2) positions of a square grid of recorders, `spacing` metres apart, from (0, 0)."""
+    """(n_side^2, 2) positions of a square grid of recorders `spacing` m apart, from (0, 0)."""
     g = np.arange(n_side) * float(spacing)
     xx, yy = np.meshgrid(g, g)
     return np.column_stack([xx.ravel(), yy.ravel()])
 
 
-def chirp(sample_rate: int = 22050, duration: float = 0.3, f0: float = 1500.0, f1: float = 4500.0) -> np.ndarray:
+def chirp(
+    sample_rate: int = 22050, duration: float = 0.3, f0: float = 1500.0, f1: float = 4500.0
+) -> np.ndarray:
     """A Hann-windowed linear frequency sweep (a synthetic call), peak 1."""
     t = np.arange(int(duration * sample_rate)) / sample_rate
     return (signal.chirp(t, f0, duration, f1) * np.hanning(len(t))).astype(np.float64)
@@ -45,17 +47,30 @@ def _add_delayed(out: np.ndarray, call: np.ndarray, delay_samples: float, gain: 
     n_buf = sp_fft.next_fast_len(len(call) + 64, real=True)
     spec = sp_fft.rfft(call, n=n_buf)
     freqs = np.arange(len(spec)) / n_buf
-    piece = sp_fft.irfft(spec * np.exp(-2j * np.pi * freqs * (delay_samples - whole)), n=n_buf) * gain
+    piece = (
+        sp_fft.irfft(spec * np.exp(-2j * np.pi * freqs * (delay_samples - whole)), n=n_buf) * gain
+    )
     a, b = max(whole, 0), min(whole + n_buf, len(out))
     if b > a:
-        out[a:b] += piece[a - whole:b - whole]
+        out[a:b] += piece[a - whole : b - whole]
 
 
-def simulate_array(call: np.ndarray, sample_rate: int, recorders: np.ndarray, sources: np.ndarray,
-                   emit_times, out_dir: str | Path, duration: float, snr_db: float = 20.0,
-                   speed: float = 343.0, clock_jitter: float = 0.0, start_times=None,
-                   source_level: float = 0.5, reference_distance: float | None = None,
-                   seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def simulate_array(
+    call: np.ndarray,
+    sample_rate: int,
+    recorders: np.ndarray,
+    sources: np.ndarray,
+    emit_times,
+    out_dir: str | Path,
+    duration: float,
+    snr_db: float = 20.0,
+    speed: float = 343.0,
+    clock_jitter: float = 0.0,
+    start_times=None,
+    source_level: float = 0.5,
+    reference_distance: float | None = None,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Write one WAV file per recorder with the calls of `sources` as they would arrive.
 
     Parameters
@@ -100,8 +115,14 @@ def simulate_array(call: np.ndarray, sample_rate: int, recorders: np.ndarray, so
     recorders = np.asarray(recorders, dtype=float)
     sources = np.atleast_2d(np.asarray(sources, dtype=float))
     emit = np.atleast_1d(np.asarray(emit_times, dtype=float))
-    if recorders.ndim != 2 or recorders.shape[1] not in (2, 3) or sources.shape[1] != recorders.shape[1]:
-        raise ParameterError(f"recorders {recorders.shape} and sources {sources.shape} need the same 2 or 3 columns")
+    if (
+        recorders.ndim != 2
+        or recorders.shape[1] not in (2, 3)
+        or sources.shape[1] != recorders.shape[1]
+    ):
+        raise ParameterError(
+            f"recorders {recorders.shape} and sources {sources.shape} need the same 2 or 3 columns"
+        )
     if len(emit) != len(sources):
         raise ParameterError(f"emit_times has {len(emit)} values for {len(sources)} sources")
     rng = np.random.default_rng(seed)

@@ -46,15 +46,16 @@ def closed_form(positions: np.ndarray, tdoa: np.ndarray, speed: float) -> np.nda
     p = positions[1:] - positions[0]
     d = speed * tdoa
     a = np.column_stack([2.0 * p, 2.0 * d])
-    b = (p ** 2).sum(-1) - d ** 2
+    b = (p**2).sum(-1) - d**2
     sol, _, rank, _ = np.linalg.lstsq(a, b, rcond=None)
     if rank < dims + 1 or not np.isfinite(sol).all():
         return None
     return sol[:dims] + positions[0]
 
 
-def solve_tdoa(positions: np.ndarray, tdoa: np.ndarray, speed: float,
-               start: np.ndarray | None = None) -> tuple[np.ndarray, float, np.ndarray]:
+def solve_tdoa(
+    positions: np.ndarray, tdoa: np.ndarray, speed: float, start: np.ndarray | None = None
+) -> tuple[np.ndarray, float, np.ndarray]:
     """Least-squares source position from TDOAs.
 
     Parameters
@@ -85,15 +86,17 @@ def solve_tdoa(positions: np.ndarray, tdoa: np.ndarray, speed: float,
     if dims >= 2:  # a guess on the far side of the reference from the centroid helps edge sources
         starts.append(positions[0] + (positions[0] - centroid) * 2.0)
     if dims == 3:  # arrays are often near-planar: z starts at the recorders' height
-        starts = [np.array([s[0], s[1], centroid[2]]) if abs(s[2] - centroid[2]) > 10 * span else s
-                  for s in starts]
+        starts = [
+            np.array([s[0], s[1], centroid[2]]) if abs(s[2] - centroid[2]) > 10 * span else s
+            for s in starts
+        ]
 
     def fun(s):
         return (tdoa_of(s, positions, speed) - tdoa) * 1e3  # ms
 
     def jac(s):
         diff = s - positions
-        r = np.maximum(np.sqrt((diff ** 2).sum(-1)), 1e-9)
+        r = np.maximum(np.sqrt((diff**2).sum(-1)), 1e-9)
         u = diff / r[:, None]
         return (u[1:] - u[0]) / speed * 1e3
 
@@ -102,14 +105,21 @@ def solve_tdoa(positions: np.ndarray, tdoa: np.ndarray, speed: float,
         s0 = np.asarray(s0, dtype=float)
         if not np.isfinite(s0).all() or np.abs(s0 - centroid).max() > 100 * span:
             continue
-        res = least_squares(fun, s0, jac=jac, method="lm" if len(tdoa) >= dims else "trf",
-                            xtol=1e-10, ftol=1e-10, max_nfev=200)
+        res = least_squares(
+            fun,
+            s0,
+            jac=jac,
+            method="lm" if len(tdoa) >= dims else "trf",
+            xtol=1e-10,
+            ftol=1e-10,
+            max_nfev=200,
+        )
         if best is None or res.cost < best.cost:
             best = res
     pos = best.x
     r = best.fun
     dof = max(len(r) - dims, 1)
-    rms = float(np.sqrt((r ** 2).sum() / dof)) if len(r) > dims else float(np.sqrt((r ** 2).mean()))
+    rms = float(np.sqrt((r**2).sum() / dof)) if len(r) > dims else float(np.sqrt((r**2).mean()))
     j = best.jac
     try:
         cov = np.linalg.inv(j.T @ j) * max(rms, 1e-3) ** 2
