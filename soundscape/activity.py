@@ -278,3 +278,51 @@ def plot_heatmap(table: pd.DataFrame, fname: str | Path | None = None, annotatio
             fig.savefig(fname, dpi=120)
         return fig
     return _finish(fig, fname)
+
+
+# --------------------------------------------------------------------------- command line
+def add_command(subparsers, common) -> None:
+    """Register ``soundscape activity`` on the CLI's subparsers."""
+    import argparse
+
+    p = subparsers.add_parser(
+        "activity", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="detections per hour / day / hour of day, with recording effort",
+        description="Count detections per period with the minutes recorded in it (periods "
+                    "without recordings are left out, not read as absences).",
+        epilog="example:\n  soundscape activity detections.csv --recordings recordings/ --by hour "
+               "--output activity.csv --plots plots/")
+    p.add_argument("detections", help="detection table (CSV/TSV with file, start_time, ...)")
+    p.add_argument("--recordings", required=True,
+                   help="folder (searched recursively) or file of every recording made")
+    p.add_argument("--by", choices=BY, default="hour")
+    p.add_argument("--per", choices=PER, default="site")
+    p.add_argument("--pattern", help="file-name time pattern, e.g. %%Y%%m%%d_%%H%%M%%S")
+    p.add_argument("--tz", help="zone of times without one (file names); default UTC")
+    p.add_argument("--output_tz", help="zone of the periods (hours of day); default UTC")
+    p.add_argument("--output", default="activity.csv", help="table to write (default activity.csv)")
+    p.add_argument("--plots", help="folder for the hour-of-day, date and heat-map plots (PNG)")
+
+
+def run_command(args) -> int:
+    """``soundscape activity``: write the table (and plots); returns the exit status."""
+    source = Path(args.detections)
+    sep = "\t" if source.suffix.lower() in (".tsv", ".txt") else ","
+    det = pd.read_csv(source, sep=sep)
+    kw = dict(recordings=args.recordings, per=args.per, pattern=args.pattern, tz=args.tz,
+              output_tz=args.output_tz)
+    table = activity(det, by=args.by, **kw)
+    table.to_csv(args.output, index=False)
+    print(f"wrote {args.output} ({len(table)} rows)")
+    if args.plots:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        out = Path(args.plots)
+        out.mkdir(parents=True, exist_ok=True)
+        hourly = table if args.by == "hour" else activity(det, by="hour", **kw)
+        plot_hour_of_day(hourly, fname=out / "hour_of_day.png")
+        plot_dates(hourly, fname=out / "dates.png")
+        plot_heatmap(hourly, fname=out / "heatmap.png")
+        print(f"wrote hour_of_day.png, dates.png, heatmap.png to {out}")
+    return 0

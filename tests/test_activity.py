@@ -83,3 +83,19 @@ def test_plots_return_figures_and_write_files(night, tmp_path):
         assert (tmp_path / name).stat().st_size > 1000 and fig.axes
     with pytest.raises(ParameterError, match="by in"):
         plot_heatmap(activity(det, recordings=root, by="day"))
+
+
+def test_cli_writes_table_and_plots(night, tmp_path):
+    from soundscape.cli import main
+
+    root, files, det = night
+    det.to_csv(tmp_path / "det.csv", index=False)
+    out = tmp_path / "out"
+    status = main(["activity", str(tmp_path / "det.csv"), "--recordings", str(root), "--by",
+                   "hour_of_day", "--output", str(tmp_path / "act.csv"), "--plots", str(out)])
+    assert status == 0
+    table = pd.read_csv(tmp_path / "act.csv")
+    assert table["detections"].sum() == 5 and set(table["site"]) == {"A", "B"}
+    assert sorted(p.name for p in out.iterdir()) == ["dates.png", "heatmap.png", "hour_of_day.png"]
+    assert main(["activity", str(tmp_path / "det.csv"), "--recordings", str(root),
+                 "--by", "week"]) == 2
