@@ -26,6 +26,7 @@ __all__ = ["activity", "recording_table", "site_of", "plot_hour_of_day", "plot_d
 
 BY = ("hour", "day", "hour_of_day")
 PER = ("site", "file")
+_SUMS = ["detections", "effort_minutes"]
 _SITE = re.compile(r"^(?P<site>.+?)[_-]\d{8}[_T-]?\d{6}")
 
 
@@ -144,7 +145,8 @@ def activity(detections: pd.DataFrame, recordings=None, by: str = "hour", per: s
     det = detections.reset_index() if "file" not in detections.columns else detections.copy()
     for col in ("file", "start_time"):
         if col not in det.columns:
-            raise ParameterError(f"detections need a {col!r} column; columns are {list(det.columns)}")
+            raise ParameterError(f"detections need a {col!r} column; columns are "
+                                 f"{list(det.columns)}")
     if "annotation" not in det.columns:
         det["annotation"] = "detection"
     det["file"] = det["file"].astype(str)
@@ -194,7 +196,8 @@ def activity(detections: pd.DataFrame, recordings=None, by: str = "hour", per: s
 def _check(table: pd.DataFrame, by: Iterable[str], what: str) -> str:
     got = table.attrs.get("by")
     if got not in by:
-        raise ParameterError(f"{what} needs an activity table with by in {tuple(by)}, got by={got!r}")
+        raise ParameterError(f"{what} needs an activity table with by in {tuple(by)}, "
+                             f"got by={got!r}")
     return "site" if "site" in table.columns else "file"
 
 
@@ -216,7 +219,7 @@ def plot_hour_of_day(table: pd.DataFrame, fname: str | Path | None = None, rate:
     t = table.copy()
     if t.attrs["by"] == "hour":
         t["period"] = pd.DatetimeIndex(t["period"]).hour
-    g = t.groupby([key, "annotation", "period"], as_index=False)[["detections", "effort_minutes"]].sum()
+    g = t.groupby([key, "annotation", "period"], as_index=False)[_SUMS].sum()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for (name, cls), part in g.groupby([key, "annotation"]):
         y = part["detections"] / (part["effort_minutes"] / 60) if rate else part["detections"]
@@ -235,7 +238,7 @@ def plot_dates(table: pd.DataFrame, fname: str | Path | None = None, rate: bool 
     key = _check(table, ("hour", "day"), "plot_dates")
     t = table.copy()
     t["period"] = pd.DatetimeIndex(t["period"]).floor("D")
-    g = t.groupby([key, "annotation", "period"], as_index=False)[["detections", "effort_minutes"]].sum()
+    g = t.groupby([key, "annotation", "period"], as_index=False)[_SUMS].sum()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for (name, cls), part in g.groupby([key, "annotation"]):
         y = part["detections"] / (part["effort_minutes"] / 60) if rate else part["detections"]
@@ -246,7 +249,8 @@ def plot_dates(table: pd.DataFrame, fname: str | Path | None = None, rate: bool 
     return _finish(fig, fname)
 
 
-def plot_heatmap(table: pd.DataFrame, fname: str | Path | None = None, annotation: str | None = None):
+def plot_heatmap(table: pd.DataFrame, fname: str | Path | None = None,
+                 annotation: str | None = None):
     """Date x hour-of-day heat map of detections per recorded hour, one panel per site.
 
     Unrecorded hours are blank (not zero). `table` comes from ``activity(..., by="hour")``.
@@ -255,11 +259,12 @@ def plot_heatmap(table: pd.DataFrame, fname: str | Path | None = None, annotatio
 
     key = _check(table, ("hour",), "plot_heatmap")
     t = table if annotation is None else table[table["annotation"] == annotation]
-    t = t.groupby([key, "period"], as_index=False)[["detections", "effort_minutes"]].sum()
+    t = t.groupby([key, "period"], as_index=False)[_SUMS].sum()
     period = pd.DatetimeIndex(t["period"])
     t["date"], t["hour"] = period.tz_localize(None).floor("D"), period.hour
     sites = list(dict.fromkeys(t[key]))
-    fig, axes = plt.subplots(len(sites), 1, figsize=(7, 2.2 + 1.6 * len(sites)), squeeze=False)
+    fig, axes = plt.subplots(len(sites), 1, figsize=(7, 1.2 + 1.8 * len(sites)), squeeze=False,
+                             layout="constrained")
     image = None
     for ax, name in zip(axes[:, 0], sites):
         part = t[t[key] == name]
@@ -274,10 +279,9 @@ def plot_heatmap(table: pd.DataFrame, fname: str | Path | None = None, annotatio
         ax.set_xticks(range(0, 24, 2))
     if image is not None:
         fig.colorbar(image, ax=axes[:, 0].tolist(), label="detections per recorded hour")
-        if fname is not None:
-            fig.savefig(fname, dpi=120)
-        return fig
-    return _finish(fig, fname)
+    if fname is not None:
+        fig.savefig(fname, dpi=120)
+    return fig
 
 
 # --------------------------------------------------------------------------- command line

@@ -90,9 +90,9 @@ def _axes(prep, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
                                 prep.max_frequency or prep.sample_rate / 2)[1:-1]
     else:
         freqs = np.fft.rfftfreq(prep.window_samples, 1 / prep.sample_rate)
-        rows = dsp.band_rows(prep.window_samples, prep.sample_rate, prep.min_frequency,
-                             prep.max_frequency) if (prep.min_frequency is not None or
-                                                     prep.max_frequency is not None) else slice(None)
+        banded = prep.min_frequency is not None or prep.max_frequency is not None
+        rows = (dsp.band_rows(prep.window_samples, prep.sample_rate, prep.min_frequency,
+                              prep.max_frequency) if banded else slice(None))
         centres = freqs[rows]
     pos = (np.arange(height) + 0.5) * len(centres) / height - 0.5
     return times, np.interp(pos, np.arange(len(centres)), centres)
@@ -106,7 +106,8 @@ def _clips(detector: Detector, clips) -> tuple[list[Audio], pd.DataFrame]:
         table = clips.reset_index() if "file" not in clips.columns else clips
         for col in ("file", "start_time", "end_time"):
             if col not in table.columns:
-                raise ParameterError(f"a table of clips needs {col!r}; columns are {list(table.columns)}")
+                raise ParameterError(f"a table of clips needs {col!r}; columns are "
+                                     f"{list(table.columns)}")
         audio = [prep.load_audio(f, float(s), float(e) - float(s))
                  for f, s, e in zip(table["file"], table["start_time"], table["end_time"])]
         return audio, table[["file", "start_time", "end_time"]].reset_index(drop=True)
@@ -145,11 +146,13 @@ def cams(detector: Detector, clips, method: str = "gradcam",
         from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     except ImportError:
-        raise ParameterError("class activation maps need grad-cam: pip install soundscape[cams]") from None
+        raise ParameterError("class activation maps need grad-cam: "
+                             "pip install soundscape[cams]") from None
     if method not in METHODS:
         raise ParameterError(f"method must be one of {METHODS}, got {method!r}")
     if not isinstance(detector, Detector):
-        raise ParameterError(f"detector must be a soundscape Detector, got {type(detector).__name__}")
+        raise ParameterError("detector must be a soundscape Detector, got "
+                             f"{type(detector).__name__}")
     prep = detector.preprocessing
     if prep.feature != "image" or prep.clip_duration is None:
         raise ParameterError("cams need an image-feature model with a clip_duration")
@@ -172,7 +175,8 @@ def cams(detector: Detector, clips, method: str = "gradcam",
             raise ParameterError(f"target has {len(names)} names for {len(audio)} clips")
         unknown = [n for n in names if n not in detector.classes]
         if unknown:
-            raise ParameterError(f"unknown target class(es) {unknown}; classes are {detector.classes}")
+            raise ParameterError(f"unknown target class(es) {unknown}; classes are "
+                                 f"{detector.classes}")
         ids = [detector.classes.index(n) for n in names]
     layer = target_layer if target_layer is not None else default_target_layer(network)
     algorithm = GradCAM if method == "gradcam" else GradCAMPlusPlus

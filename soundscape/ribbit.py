@@ -15,7 +15,6 @@ whole night is a few MB). The spectrogram comes from `soundscape.dsp.stft_power`
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np

@@ -87,7 +87,8 @@ def read_wav_comment(path: str | Path) -> str | None:
                     if body[:4] == b"INFO":
                         pos = 4
                         while pos + 8 <= len(body):
-                            sid, ssize = body[pos:pos + 4], int.from_bytes(body[pos + 4:pos + 8], order)
+                            sid = body[pos:pos + 4]
+                            ssize = int.from_bytes(body[pos + 4:pos + 8], order)
                             if sid == b"ICMT":
                                 text = body[pos + 8:pos + 8 + ssize]
                                 return text.split(b"\0")[0].decode("utf-8", "replace").strip()
@@ -116,7 +117,8 @@ def _audiomoth(comment: str) -> dict:
         zone = timezone(sign * timedelta(hours=h, minutes=m))
     out: dict = {"start_datetime": moment.replace(tzinfo=zone), "time_source": "audiomoth_comment"}
     for pattern, key, cast in ((_DEVICE, "device_id", str), (_GAIN, "gain", str),
-                               (_BATTERY, "battery_v", float), (_TEMPERATURE, "temperature_c", float)):
+                               (_BATTERY, "battery_v", float),
+                               (_TEMPERATURE, "temperature_c", float)):
         hit = pattern.search(comment)
         if hit:
             out[key] = cast(hit.group(1))

@@ -41,7 +41,7 @@ def test_files_are_read_window_by_window(tmp_path):
 
 
 def test_against_scikit_maad_on_real_audio(shared_data):
-    maad = pytest.importorskip("maad", reason="the indices extra (scikit-maad) is not installed")
+    pytest.importorskip("maad", reason="the indices extra (scikit-maad) is not installed")
     from maad import features
 
     labels = pd.read_csv(shared_data / "esc10" / "labels.csv")
