@@ -68,7 +68,7 @@ def test_map_concentrates_on_the_peent(woodcock_model, method, tmp_path):
     assert np.all(np.diff(result.frequencies) > 0) and result.times[-1] < 2.0
     for i, box in enumerate(boxes):
         energy, area = result.box_fraction(i, *box)
-        assert energy > 2 * area, (i, energy, area)
+        assert energy > 4 * area, (i, energy, area)  # measured: 7-10x
     fig = plot_cam(result, 1, fname=tmp_path / "cam.png")
     assert (tmp_path / "cam.png").stat().st_size > 1000 and fig.axes
 
