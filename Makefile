@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -e ".[dev,birdnet,onnx]"
+	$(PY) -m pip install -e ".[dev,birdnet,onnx,indices,cams,metadata]"
 	touch $(STAMP)
 
 setup: $(STAMP)

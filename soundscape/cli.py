@@ -1,7 +1,7 @@
 """The `soundscape` command line (also `python -m soundscape`).
 
 Commands: ``train``, ``evaluate``, ``predict``, ``visualize``, ``config show|reference``,
-``datasets list|download``. Exit status: 0 on success, 2 for a usage or config mistake, 1 when
+``datasets list|download``, ``activity``. Exit status: 0 on success, 2 for a usage or config mistake, 1 when
 the work fails (bad data, unreadable files, training failure), 130 when interrupted; the reason
 is one line on stderr (``--debug`` re-raises to show the traceback).
 """
@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--output_directory", default=".", help="where NAME.csv and NAME/ go (default: .)")
     dl.add_argument("--data_root", help="folder holding esc10/ and fsdd/ (local sets)")
     dl.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the server (default 5)")
+    from .activity import add_command as _add_activity
+
+    _add_activity(sub, common)
     return parser
 
 
@@ -303,8 +306,15 @@ def _datasets(args) -> int:
     return 0
 
 
+def _activity(args) -> int:
+    from .activity import run_command
+
+    return run_command(args)
+
+
 _COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "visualize": _visualize,
-             "config": _config, "datasets": _datasets}
+             "config": _config, "datasets": _datasets,
+             "activity": _activity}
 
 
 class _Usage(Exception):
