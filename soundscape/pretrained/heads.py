@@ -198,6 +198,17 @@ def fit_head(
         thresholds (use them with `soundscape.detections.detections`); ``metadata["head"]``
         the chosen strength, the folds and the cross-validated log-loss of each strength.
     """
+    from threadpoolctl import threadpool_limits
+
+    # few-shot fits are tiny matrix products: with several BLAS threads they were ~100x
+    # slower on our shared 2-core machine (thread start-up and contention), not faster
+    with threadpool_limits(limits=1):
+        return _fit_head(embeddings, labels, kind, backbone, hidden_size, cv, strengths, seed,
+                         max_iter)
+
+
+def _fit_head(embeddings, labels, kind, backbone, hidden_size, cv, strengths, seed,
+              max_iter) -> Detector:
     from sklearn.preprocessing import StandardScaler
 
     if kind not in HEAD_KINDS:
@@ -307,7 +318,8 @@ def head_scores(model: Detector, embeddings, activation: str | None = "auto",
 
     def score(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return act(head(torch.as_tensor(x, dtype=torch.float32, device=device))).cpu().numpy()
+            x = torch.as_tensor(np.array(x, dtype=np.float32), device=device)
+            return act(head(x)).cpu().numpy()
 
     if isinstance(embeddings, EmbeddingStore):
         keys, parts = [], []
