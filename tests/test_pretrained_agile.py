@@ -166,3 +166,42 @@ def test_fit_head_checks_its_inputs(bands):
     head = soundscape.fit_head(x + multi.a.to_numpy()[:, None], multi, backbone=bands)
     assert head.multi_target and head.classes == ["a", "b"] and head.default_activation == "sigmoid"
     assert set(head.metadata["thresholds"]) == {"a", "b"}
+
+
+def test_head_on_an_onnx_backbone_is_a_self_contained_model_file(labels, tmp_path):
+    """An ONNX backbone's bytes travel in the state dict: embed resumes, the head file loads."""
+    pytest.importorskip("onnxruntime", reason='needs the onnx extra: pip install "soundscape[onnx]"')
+    pytest.importorskip("onnx", reason='needs the onnx extra: pip install "soundscape[onnx]"')
+    import io
+    import warnings
+
+    from soundscape.pretrained import OnnxBackbone
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = torch.nn.Conv1d(1, 8, kernel_size=256, stride=128)
+
+        def forward(self, waveform):
+            return self.conv(waveform[:, None]).abs().mean(-1)
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Encoder().eval(), (torch.randn(2, 44100),), buffer, dynamo=False,
+                          input_names=["waveform"], output_names=["embedding"],
+                          dynamic_axes={"waveform": {0: "batch"}, "embedding": {0: "batch"}})
+    backbone = OnnxBackbone(buffer.getvalue(), sample_rate=22050, clip_duration=2.0)
+    files = labels.file.tolist()[:8]
+    store = soundscape.embed(backbone, files[:4], output_dir=tmp_path / "emb", progress=False)
+    store = soundscape.embed(backbone, files, output_dir=tmp_path / "emb", progress=False)
+    assert store.summary["n_skipped"] == 4 and len(store) == 8
+    x = store.to_pandas()
+    y = labels.set_index("file").loc[x.index.get_level_values("file"), "woodcock"].tolist()
+    head = soundscape.fit_head(x, y, backbone=backbone)
+    path = head.save(tmp_path / "onnx_head.model")
+    loaded = soundscape.load_model(path)
+    assert "backbone.model_bytes" in torch.load(path, weights_only=True)["state_dict"]
+    np.testing.assert_allclose(soundscape.predict(loaded, files).to_numpy(),
+                               head_scores(head, x).to_numpy(), atol=1e-5)
