@@ -27,7 +27,7 @@ import pandas as pd
 from ..errors import AnnotationError, ParameterError
 from ..io import atomic_write
 from ..torch.outputs import INDEX
-from .embeddings import EmbeddingStore, _key_frame
+from .embeddings import EmbeddingStore, _key_frame, vector_columns
 
 __all__ = ["similarity_search", "select_for_review", "write_review", "read_review",
            "round_metrics", "STRATEGIES", "REVIEW_FILE"]
@@ -51,7 +51,7 @@ def _blocks(embeddings, block_rows: int):
         yield from embeddings.blocks(block_rows)
         return
     if isinstance(embeddings, pd.DataFrame):
-        columns = [c for c in embeddings.columns if str(c).startswith("emb_")] or list(embeddings.columns)
+        columns = vector_columns(embeddings)
         keys = _key_frame(embeddings) if any(n in INDEX for n in embeddings.index.names) else None
         values = embeddings[columns].to_numpy(np.float32)
     else:
@@ -59,7 +59,8 @@ def _blocks(embeddings, block_rows: int):
     if keys is None:
         keys = pd.DataFrame({"row": np.arange(len(values))})
     for start in range(0, len(values), block_rows):
-        yield keys.iloc[start:start + block_rows].reset_index(drop=True), values[start:start + block_rows]
+        stop = start + block_rows
+        yield keys.iloc[start:stop].reset_index(drop=True), values[start:stop]
 
 
 def similarity_search(
@@ -101,8 +102,7 @@ def similarity_search(
         raise ParameterError(f"k must be >= 1, got {k!r}")
     q = queries
     if isinstance(q, pd.DataFrame):
-        cols = [c for c in q.columns if str(c).startswith("emb_")] or list(q.columns)
-        q = q[cols].to_numpy(np.float32)
+        q = q[vector_columns(q)].to_numpy(np.float32)
     q = _unit(np.atleast_2d(np.asarray(q, dtype=np.float32)))
     if combine == "mean":
         q = _unit(q.mean(0, keepdims=True))
@@ -119,10 +119,11 @@ def similarity_search(
         sims = _unit(vectors) @ q.T
         sim, ex = sims.max(1), sims.argmax(1)
         if skip is not None and "file" in keys:
-            drop = np.fromiter(((f, round(s, 6), round(e, 6)) in skip for f, s, e in
-                                zip(keys["file"], keys["start_time"], keys["end_time"])), bool, len(keys))
+            rows = zip(keys["file"], keys["start_time"], keys["end_time"])
+            drop = np.fromiter(((f, round(s, 6), round(e, 6)) in skip for f, s, e in rows),
+                               bool, len(keys))
             sim = np.where(drop, -np.inf, sim)
-        take = np.argpartition(-sim, min(k, len(sim)) - 1)[:k] if len(sim) > k else np.arange(len(sim))
+        take = np.argpartition(-sim, k - 1)[:k] if len(sim) > k else np.arange(len(sim))
         take = take[np.isfinite(sim[take])]
         best_keys.append(keys.iloc[take].reset_index(drop=True))
         best_sim, best_ex = np.r_[best_sim, sim[take]], np.r_[best_ex, ex[take]]
@@ -134,7 +135,8 @@ def similarity_search(
         return pd.DataFrame(columns=INDEX + ["similarity", "example"])
     table = pd.concat(best_keys, ignore_index=True)
     table["similarity"], table["example"] = best_sim, best_ex
-    return table.sort_values("similarity", ascending=False, kind="stable").head(k).reset_index(drop=True)
+    table = table.sort_values("similarity", ascending=False, kind="stable")
+    return table.head(k).reset_index(drop=True)
 
 
 def _score_series(scores, column: str | None) -> pd.Series:
@@ -151,7 +153,8 @@ def _score_series(scores, column: str | None) -> pd.Series:
         else:
             raise ParameterError(f"scores has several columns {numeric[:5]}; name one with column=")
     if column not in scores.columns:
-        raise ParameterError(f"column {column!r} not in scores (columns {list(scores.columns)[:8]})")
+        raise ParameterError(f"column {column!r} not in scores "
+                             f"(columns {list(scores.columns)[:8]})")
     frame = scores
     if not any(n in INDEX for n in scores.index.names) and "file" in scores.columns:
         frame = scores.set_index([c for c in INDEX if c in scores.columns])
@@ -204,10 +207,9 @@ def select_for_review(
     series = _score_series(scores, column)
     if exclude is not None:
         ex = _key_frame(exclude)
-        done = pd.MultiIndex.from_arrays([ex["file"], ex["start_time"].round(6), ex["end_time"].round(6)])
-        own = series.index.to_frame(index=False)
-        mine = pd.MultiIndex.from_arrays([own["file"].astype(str), own["start_time"].astype(float).round(6),
-                                          own["end_time"].astype(float).round(6)])
+        own = _key_frame(series.index.to_frame(index=False))
+        done, mine = (pd.MultiIndex.from_arrays([t["file"], t["start_time"].round(6),
+                                                 t["end_time"].round(6)]) for t in (ex, own))
         series = series[~mine.isin(done)]
     rng = np.random.default_rng(seed)
     values = series.to_numpy(float)
@@ -327,14 +329,17 @@ def read_review(
     table = pd.read_csv(path, dtype={"file": str, "label": str}, keep_default_na=False)
     missing = [c for c in ("file", "start_time", "end_time", "label") if c not in table.columns]
     if missing:
-        raise AnnotationError(f"{path}: missing column(s) {missing}; columns are {list(table.columns)}")
+        raise AnnotationError(f"{path}: missing column(s) {missing}; "
+                              f"columns are {list(table.columns)}")
     table["label"] = table["label"].astype(str).str.strip()
     blank = table["label"] == ""
     if blank.any():
         lines = (np.flatnonzero(blank) + 2).tolist()  # +1 header, +1 one-based
         if not skip_blank:
-            raise AnnotationError(f"{path}: {int(blank.sum())} row(s) have no label (lines {lines[:10]})")
-        logger.warning("%s: %d unlabelled row(s) left out (lines %s)", path, int(blank.sum()), lines[:10])
+            raise AnnotationError(f"{path}: {int(blank.sum())} row(s) have no label "
+                                  f"(lines {lines[:10]})")
+        logger.warning("%s: %d unlabelled row(s) left out (lines %s)", path, int(blank.sum()),
+                       lines[:10])
         table = table[~blank]
     if classes is not None:
         bad = ~table["label"].isin([str(c) for c in classes])

@@ -22,7 +22,7 @@ def add_arguments(birdnet: argparse.ArgumentParser, embed: argparse.ArgumentPars
     """The options of the two commands."""
     for p in (birdnet, embed):
         p.add_argument("--dataset", required=True,
-                       help="a folder of recordings (searched recursively), an audio file or a glob")
+                       help="a folder of recordings (searched recursively), a file or a glob")
         p.add_argument("--clip_overlap", type=float, default=0.0,
                        help="seconds of overlap between consecutive 3-s windows (default 0)")
         p.add_argument("--batch_size", type=int, default=16, help="windows per call (default 16)")
@@ -31,7 +31,8 @@ def add_arguments(birdnet: argparse.ArgumentParser, embed: argparse.ArgumentPars
         p.add_argument("--overwrite", action="store_true",
                        help="start over in an output folder holding results of other settings")
     birdnet.add_argument("--output_directory", default="birdnet_results",
-                         help="writes scores/, detections.csv and raven/ (default: birdnet_results)")
+                         help="writes scores/, detections.csv and raven/ "
+                              "(default: birdnet_results)")
     birdnet.add_argument("--species_list", help="text file, one species per line "
                                                 "('Scientific name_Common name', or either name)")
     birdnet.add_argument("--lat", type=float, help="latitude: keep species expected there")

@@ -11,7 +11,7 @@ per recording, columns ``file, start_time, end_time, emb_0000 ... emb_1023``) pl
 
 >>> store = soundscape.embed("birdnet", "recordings/", output_dir="embeddings/")  # doctest: +SKIP
 >>> for keys, vectors in store.blocks(65536):        # doctest: +SKIP
-...     ...                                          # keys: file/start_time/end_time, vectors: float32
+...     ...          # keys: file/start_time/end_time; vectors: float32 (rows, 1024)
 """
 
 from __future__ import annotations
@@ -219,7 +219,8 @@ class EmbeddingStore:
             raise ParameterError(f"block_rows must be >= 1, got {block_rows!r}")
         for path in (self.paths() if files is None else [Path(f) for f in files]):
             source = pq.ParquetFile(path)
-            for batch in source.iter_batches(batch_size=int(block_rows), columns=INDEX + self.columns):
+            batches = source.iter_batches(batch_size=int(block_rows), columns=INDEX + self.columns)
+            for batch in batches:
                 vectors = np.empty((batch.num_rows, len(self.columns)), np.float32)
                 for j, name in enumerate(self.columns):
                     vectors[:, j] = batch.column(name).to_numpy(zero_copy_only=False)
@@ -285,6 +286,11 @@ class EmbeddingStore:
         out = table.loc[index].astype(np.float32)
         out.index = pd.MultiIndex.from_frame(wanted[INDEX])
         return out
+
+
+def vector_columns(frame: pd.DataFrame) -> list:
+    """The embedding columns of a table (``emb_*``), or all its columns when none is named so."""
+    return [c for c in frame.columns if str(c).startswith("emb_")] or list(frame.columns)
 
 
 def _key_frame(keys) -> pd.DataFrame:

@@ -43,14 +43,16 @@ DEFAULT_ALPHAS = (1e-4, 1e-2, 1.0)
 def _matrix(embeddings) -> tuple[np.ndarray, pd.Index | None, dict]:
     """(float64 matrix, row index or None, backbone info) of the `embeddings` argument."""
     if isinstance(embeddings, pd.DataFrame):
-        columns = [c for c in embeddings.columns if str(c).startswith("emb_")] or list(embeddings.columns)
-        x = embeddings[columns].to_numpy(np.float64)
+        from .embeddings import vector_columns
+
+        x = embeddings[vector_columns(embeddings)].to_numpy(np.float64)
         return x, embeddings.index, dict(embeddings.attrs.get("backbone") or {})
     if isinstance(embeddings, (np.ndarray, torch.Tensor)):
         x = np.asarray(embeddings, dtype=np.float64)
         return x, None, {}
     raise ParameterError("embeddings must be a DataFrame of embedding columns (EmbeddingStore."
-                         f"lookup / to_pandas) or an array (rows, size); got {type(embeddings).__name__}")
+                         "lookup / to_pandas) or an array (rows, size); got "
+                         f"{type(embeddings).__name__}")
 
 
 def _targets(labels, n: int, index) -> tuple[np.ndarray, list[str], bool]:
@@ -64,7 +66,8 @@ def _targets(labels, n: int, index) -> tuple[np.ndarray, list[str], bool]:
         y = y.astype(np.int64)
         multi = True
     else:
-        values = labels.to_numpy() if isinstance(labels, pd.Series) else np.asarray(labels, dtype=object)
+        values = np.asarray(labels.to_numpy() if isinstance(labels, pd.Series) else labels,
+                            dtype=object)
         if values.ndim != 1:
             raise ParameterError(f"labels must be one label per row, got shape {values.shape}")
         if pd.isna(values).any():
@@ -134,7 +137,8 @@ def _oof(kind, strength, x, y, folds, hidden_size, seed, max_iter) -> np.ndarray
 
     proba = np.zeros((len(y), int(y.max()) + 1))
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
-        model = _fit(_single_model(kind, strength, hidden_size, seed, max_iter), x[train], y[train], kind)
+        model = _single_model(kind, strength, hidden_size, seed, max_iter)
+        model = _fit(model, x[train], y[train], kind)
         proba[np.ix_(test, model.classes_)] = model.predict_proba(x[test])
     return proba
 
@@ -215,7 +219,8 @@ def _fit_head(embeddings, labels, kind, backbone, hidden_size, cv, strengths, se
         raise ParameterError(f"kind must be one of {HEAD_KINDS}, got {kind!r}")
     x, index, info = _matrix(embeddings)
     if x.ndim != 2 or len(x) == 0:
-        raise ParameterError(f"embeddings must be a non-empty (rows, size) table, got shape {x.shape}")
+        raise ParameterError("embeddings must be a non-empty (rows, size) table, got shape "
+                             f"{x.shape}")
     if not np.isfinite(x).all():
         raise ParameterError("embeddings contain NaN or infinite values")
     y, classes, multi = _targets(labels, len(x), index)
@@ -248,11 +253,13 @@ def _fit_head(embeddings, labels, kind, backbone, hidden_size, cv, strengths, se
         chosen.append(best)
         cv_losses.append({str(k): round(v, 5) for k, v in losses.items()})
         if multi:
-            thresholds[classes[c]] = 0.5 if proba is None else _best_threshold(target == 1, proba[:, 1])
+            thresholds[classes[c]] = (0.5 if proba is None
+                                      else _best_threshold(target == 1, proba[:, 1]))
             layers_per.append(_logits_layers(model, kind, 2)[0])
         else:
             for k, name in enumerate(classes):
-                thresholds[name] = 0.5 if proba is None else _best_threshold(target == k, proba[:, k])
+                thresholds[name] = (0.5 if proba is None
+                                    else _best_threshold(target == k, proba[:, k]))
             layers = _logits_layers(model, kind, len(classes))
     if multi:  # one binary logistic per class: the "present" logit of each softmax pair
         w = np.vstack([lw[1:2] - lw[0:1] for lw, _ in layers_per])

@@ -153,7 +153,8 @@ class SpeciesLogits(nn.Module):
         if not chosen:
             raise ParameterError("species is empty: keep at least one BirdNET label")
         self.species = chosen
-        self.register_buffer("columns", torch.tensor([position[s] for s in chosen], dtype=torch.long))
+        columns = torch.tensor([position[s] for s in chosen], dtype=torch.long)
+        self.register_buffer("columns", columns)
         self.register_buffer("sensitivity", torch.tensor(float(sensitivity)))
         self.init_kwargs = {"species": None if species is None else chosen,
                             "sensitivity": float(sensitivity), "num_threads": num_threads,
@@ -190,7 +191,8 @@ class EmbeddingNetwork(nn.Module):
     def __init__(self, backbone: Backbone):
         super().__init__()
         if not isinstance(backbone, (Backbone, _PendingBackbone)):
-            raise ParameterError(f"backbone must be a soundscape Backbone, got {type(backbone).__name__}")
+            raise ParameterError("backbone must be a soundscape Backbone, got "
+                                 f"{type(backbone).__name__}")
         self.backbone = backbone
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
@@ -212,7 +214,8 @@ def backbone_embedding(num_classes: int, backbone: str = "birdnet",
 
 
 # ---------------------------------------------------------------------------- heads
-def make_head(embedding_size: int, num_classes: int, hidden_size: int | None = None) -> nn.Sequential:
+def make_head(embedding_size: int, num_classes: int,
+              hidden_size: int | None = None) -> nn.Sequential:
     """A head on embeddings: ``Linear`` (logistic), or ``Linear-ReLU-Linear`` (MLP)."""
     if hidden_size is None:
         return nn.Sequential(nn.Linear(int(embedding_size), int(num_classes)))

@@ -140,7 +140,8 @@ def birdnet_detector(
         keep = [label for label in (keep if keep is not None else labels) if label in local]
         if not keep:
             raise ParameterError(
-                f"no species left: none {'of the species list ' if species_list is not None else ''}"
+                "no species left: none "
+                f"{'of the species list ' if species_list is not None else ''}"
                 f"reaches occurrence {location_threshold} at lat={lat}, lon={lon}, week={week}; "
                 "lower location_threshold or check the coordinates")
     if keep is not None:
