@@ -12,8 +12,9 @@ from .model_file import Detector, load_model  # noqa: E402
 from .preprocessing import Preprocessing  # noqa: E402
 from .spectrogram import MelSpectrogram, Spectrogram  # noqa: E402
 from .torch.predict import predict, predict_recordings, read_scores  # noqa: E402
+from .pretrained import embed, fit_head  # noqa: E402
 
 __all__ = [
     "Audio", "Spectrogram", "MelSpectrogram", "Preprocessing", "Detector", "load_model",
-    "predict", "predict_recordings", "read_scores", "__version__",
+    "predict", "predict_recordings", "read_scores", "embed", "fit_head", "__version__",
 ]

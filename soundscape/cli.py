@@ -1,7 +1,8 @@
 """The `soundscape` command line (also `python -m soundscape`).
 
-Commands: ``train``, ``evaluate``, ``predict``, ``visualize``, ``config show|reference``,
-``datasets list|download``, ``activity``. Exit status: 0 on success, 2 for a usage or config mistake, 1 when
+Commands: ``train``, ``evaluate``, ``predict``, ``birdnet``, ``embed``, ``activity``,
+``visualize``, ``config show|reference``, ``datasets list|download``. Exit status: 0 on
+success, 2 for a usage or config mistake, 1 when
 the work fails (bad data, unreadable files, training failure), 130 when interrupted; the reason
 is one line on stderr (``--debug`` re-raises to show the traceback).
 """
@@ -32,6 +33,11 @@ _EXAMPLES = {
                "--dataset new_audio.csv --output_directory predictions\n"
                "  soundscape predict --model_path results/experiment_run/model "
                "--dataset recordings/ --output_directory predictions   # every window of every file",
+    "birdnet": "soundscape birdnet --dataset recordings/ --output_directory birdnet_results\n"
+               "  soundscape birdnet --dataset recordings/ --lat 42.45 --lon -76.48 --week 22 "
+               "--min_conf 0.25\n"
+               "  soundscape birdnet --dataset recordings/ --species_list my_species.txt",
+    "embed": "soundscape embed --dataset recordings/ --output_directory embeddings --clip_overlap 1.5",
     "visualize": "soundscape visualize --visualization confusion_matrix "
                  "--ground_truth_metadata results/experiment_run/model/training_set_metadata.json "
                  "--test_statistics test_results/test_statistics.json --output_directory "
@@ -113,6 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, help="examples per batch (default: the trainer's)")
     p.add_argument("--data_root", help="folder holding local data sets for URIs")
     _device_option(p)
+
+    from .pretrained.commands import add_arguments
+
+    birdnet = _sub(sub, "birdnet", "BirdNET V2.4's species scores, detections and Raven tables "
+                   "for every 3-s window of a folder of recordings (model CC BY-NC-SA 4.0)", common)
+    embed = _sub(sub, "embed", "BirdNET embeddings of every window of a folder of recordings, "
+                 "as a resumable Parquet store", common)
+    add_arguments(birdnet, embed)
 
     p = _sub(sub, "visualize", "plot training or test statistics", common)
     p.add_argument("--visualization", "-v", required=True, choices=VISUALIZATION_NAMES)
@@ -312,9 +326,21 @@ def _activity(args) -> int:
     return run_command(args)
 
 
-_COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "visualize": _visualize,
-             "config": _config, "datasets": _datasets,
-             "activity": _activity}
+def _birdnet(args) -> int:
+    from .pretrained.commands import run_birdnet
+
+    return run_birdnet(args)
+
+
+def _embed(args) -> int:
+    from .pretrained.commands import run_embed
+
+    return run_embed(args)
+
+
+_COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "birdnet": _birdnet,
+             "embed": _embed, "activity": _activity, "visualize": _visualize, "config": _config,
+             "datasets": _datasets}
 
 
 class _Usage(Exception):

@@ -144,7 +144,8 @@ def model_payload(detector: Detector) -> dict[str, Any]:
         "multi_target": detector.multi_target,
         "preprocessing": to_plain(detector.preprocessing.to_dict()),
         "metadata": to_plain(detector.metadata),
-        "state_dict": {k: v.detach().cpu() for k, v in detector.network.state_dict().items()},
+        "state_dict": {k: v.detach().cpu() if isinstance(v, torch.Tensor) else to_plain(v)
+                       for k, v in detector.network.state_dict().items()},  # extra states: plain
     }
 
 

@@ -25,7 +25,13 @@ _ARCHITECTURES: dict[str, Callable[..., torch.nn.Module]] = {}
 #: architecture -> function(clip_duration) giving the Preprocessing it is built for
 _PREPROCESSING: dict[str, Callable] = {}
 #: architectures registered by modules that are imported only when needed
-_LAZY_MODULES = {"config_model": "soundscape.workflow.model"}
+_LAZY_MODULES = {
+    "config_model": "soundscape.workflow.model",
+    # networks on frozen pretrained backbones (soundscape.pretrained.networks)
+    "birdnet": "soundscape.pretrained.networks",
+    "backbone_embedding": "soundscape.pretrained.networks",
+    "backbone_head": "soundscape.pretrained.networks",
+}
 
 
 def register(name: str, preprocessing: Callable | None = None):

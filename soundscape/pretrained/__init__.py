@@ -15,6 +15,14 @@ Backbones
 ``"onnx"`` (`OnnxBackbone`)
     Your own ONNX embedding model (``pip install "soundscape[onnx]"``).
 
+Built on them (see the modules' docstrings)
+----------------------------------------------
+`birdnet_detector` (BirdNET's own species scores as a `Detector`, with species-list and
+location filters), `embed` / `EmbeddingStore` (embeddings of long recordings through
+`predict_recordings`, stored as Parquet), `fit_head` / `head_scores` (few-shot heads on
+embeddings, as `Detector` objects that read audio), and the agile-modeling loop
+(`similarity_search`, `select_for_review`, `write_review`, `read_review`, `round_metrics`).
+
 Third-party packages are imported on first use, so importing this package needs none of
 them; a missing one raises `MissingExtraError` naming the pip command.
 """
@@ -24,6 +32,11 @@ from .backbone import Backbone, backbones, get_backbone, register_backbone
 from .birdnet import BIRDNET_LICENSE, BirdNET, birdnet_files, scores_from_logits, split_label
 from .birdnet_location import local_species, species_occurrence
 from .onnx_model import OnnxBackbone
+from .networks import EmbeddingNetwork, HeadNetwork, SpeciesLogits
+from .species import birdnet_detector, read_species_list
+from .embeddings import EmbeddingStore, embed, embedding_detector
+from .heads import fit_head, head_scores
+from .agile import read_review, round_metrics, select_for_review, similarity_search, write_review
 
 __all__ = [
     "Backbone",
@@ -40,4 +53,19 @@ __all__ = [
     "OnnxBackbone",
     "MissingExtraError",
     "install_hint",
+    "SpeciesLogits",
+    "EmbeddingNetwork",
+    "HeadNetwork",
+    "birdnet_detector",
+    "read_species_list",
+    "embed",
+    "embedding_detector",
+    "EmbeddingStore",
+    "fit_head",
+    "head_scores",
+    "similarity_search",
+    "select_for_review",
+    "write_review",
+    "read_review",
+    "round_metrics",
 ]

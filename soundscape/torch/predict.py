@@ -326,7 +326,10 @@ def _weights_digest(model: Detector) -> str:
     h = hashlib.sha1()
     for name, tensor in model.network.state_dict().items():
         h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        if isinstance(tensor, torch.Tensor):
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        else:  # a module's extra state (e.g. an ONNX backbone's settings)
+            h.update(json.dumps(to_plain(tensor), sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
@@ -372,6 +375,7 @@ def predict_recordings(
     chunk_duration: float = 60.0,
     overwrite: bool = False,
     precision: str = "auto",
+    return_scores: bool = True,
 ) -> pd.DataFrame:
     """Score sliding windows over long recordings, streaming each file in chunks.
 
@@ -421,6 +425,11 @@ def predict_recordings(
     precision : {"auto", "fp32", "bf16", "fp16"}
         Number format of the model, as in `predict`; recorded in ``attrs["summary"]`` and
         ``run.json``.
+    return_scores : bool
+        False (needs `output_dir`): the tables are only written, not kept in memory nor
+        read back, and an empty table (with ``attrs``) is returned; for runs whose
+        results do not fit in memory (e.g. embeddings of many hours). Read them with
+        `read_scores` or lazily (`soundscape.pretrained.EmbeddingStore`).
 
     Returns
     -------
@@ -438,6 +447,8 @@ def predict_recordings(
     num_workers = _check_positive("num_workers", num_workers, 0)
     act_name, act = _activation(model, activation)
     output_format = check_format(output_format)
+    if not return_scores and output_dir is None:
+        raise ParameterError("return_scores=False needs output_dir= (where the tables are written)")
     if not (np.isfinite(chunk_duration) and chunk_duration > 0):
         raise ParameterError(f"chunk_duration must be > 0 seconds, got {chunk_duration!r}")
     prep = model.preprocessing
@@ -471,7 +482,8 @@ def predict_recordings(
     for k, path in enumerate(paths):
         done = out.finished(path) if out is not None else None
         if done is not None:
-            results[k] = read_table(done)
+            if return_scores:
+                results[k] = read_table(done)
             n_skipped += 1
             continue
         if out is not None and not out.claim(path):  # another live job is scoring it
@@ -513,7 +525,7 @@ def predict_recordings(
         if out is not None:
             out.write(plan.path, frame)
             out.release(plan.path)
-        results[k] = frame
+        results[k] = frame if return_scores else None
         bar_files.update(1)
 
     pending_x: list[torch.Tensor] = []
@@ -584,13 +596,13 @@ def predict_recordings(
         bar_windows.close()
         bar_files.close()
 
-    frames = [results[k] for k in sorted(results)]
+    frames = [results[k] for k in sorted(results) if results[k] is not None]
     table = pd.concat(frames) if frames else _empty_scores(classes)
     error_list = [errors[k] for k in sorted(errors)]
     if out is not None:
         out.write_errors(pd.DataFrame(error_list, columns=["file", "error"]))
     seconds = time.perf_counter() - t_start
-    n_scored = len(results) - n_skipped
+    n_scored = len(results) - (n_skipped if return_scores else 0)
     summary = {
         "n_files": len(paths), "n_scored": n_scored, "n_skipped": n_skipped,
         "n_failed": len(error_list), "n_windows": int(n_windows - sum(
