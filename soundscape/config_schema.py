@@ -239,6 +239,9 @@ TRAINER = mapping(
         "label_smoothing": number(0.0, ge=0, le=0.99),
         "mixup_alpha": number(0.0, ge=0),
         "class_balance": string(None, choices=[None, "sampler", "loss"]),
+        # number format of training (soundscape.runtime.resolve_precision): auto = bf16
+        # autocast + channels-last on CPUs with native bf16 and on GPUs, fp32 elsewhere
+        "precision": string("auto", choices=["auto", "fp32", "bf16", "fp16"]),
     },
     [
         (

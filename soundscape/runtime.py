@@ -267,7 +267,8 @@ class ThreadTuner:
     2-core machine a CNN is fastest on both cores, but when other processes keep the cores
     busy (or the producer of its inputs does) one thread can be twice as fast, because every
     operator waits for its slowest thread. So the predictor tries each candidate for a few
-    batches (`trial`), keeps the fastest for `period` batches, and measures again.
+    batches (`trial`), keeps the fastest for `period` batches, and measures again (less
+    often, up to every 8 periods, while the same count keeps winning).
 
     ``threads()`` is the count for the next batch; ``record(n, seconds)`` reports a batch
     of `n` inputs that took `seconds` (wall time since the previous one, waiting included).
@@ -308,8 +309,11 @@ class ThreadTuner:
         if self._trying and self._queue:  # next candidate
             self._current, self._left = self._queue.pop(0), self.trial
         elif self._trying:  # trials done: keep the fastest for a while
-            self._current = max(self.rates, key=self.rates.get)
-            self._left, self._trying = self.period, False
+            best = max(self.rates, key=self.rates.get)
+            # the same choice again: measure less often (up to 8 periods); a change: as often as at first
+            self._span = min(8, getattr(self, "_span", 1) * 2) if best == getattr(self, "_best", None) else 1
+            self._best = self._current = best
+            self._left, self._trying = self.period * self._span, False
         else:  # the period is over: measure again
             self._start_trials()
 

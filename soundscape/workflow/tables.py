@@ -125,10 +125,17 @@ def _check_failures(failures: list, total: int, source: str, strict: bool) -> No
 
 
 def split_statistics(detector: Detector, data: ConfigData, out_meta: dict, batch_size: int = 32,
-                     device=None) -> tuple[dict, np.ndarray]:
-    """(statistics, probabilities) of `detector` on a split with targets (one predictor)."""
-    logits = predict_clips(detector, data.dataset, batch_size=batch_size, activation=None,
-                           device=device).to_numpy(np.float32)
+                     device=None, precision: str = "auto", compile: bool = False,
+                     summary: dict | None = None) -> tuple[dict, np.ndarray]:
+    """(statistics, probabilities) of `detector` on a split with targets (one predictor).
+
+    `summary`, a dict, receives the predictor's ``attrs["summary"]`` (how the model ran).
+    """
+    scores = predict_clips(detector, data.dataset, batch_size=batch_size, activation=None,
+                           device=device, precision=precision, compile=compile)
+    if summary is not None:
+        summary.update(scores.attrs.get("summary", {}))
+    logits = scores.to_numpy(np.float32)
     probs = probabilities(out_meta, logits)
     loss = float("nan")
     if data.targets is not None and len(logits):

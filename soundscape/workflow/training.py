@@ -119,6 +119,7 @@ def train(
     device: str | torch.device | None = None,
     progress: bool = True,
     resume_from: str | os.PathLike | None = None,
+    precision: str | None = None,
 ) -> TrainResults:
     """Train the model a config describes.
 
@@ -141,6 +142,8 @@ def train(
     resume_from : path, optional
         An interrupted run folder (or its ``checkpoints/`` folder or one ``epoch-N.tar``):
         training continues from the last checkpoint and the results go into that run folder.
+    precision : {"auto", "fp32", "bf16", "fp16"}, optional
+        Number format of training; default the config's ``trainer.precision`` ("auto").
 
     Returns
     -------
@@ -150,6 +153,8 @@ def train(
     cfg = load_config(config)
     conf = cfg.to_dict()
     trainer = conf["trainer"]
+    if precision is not None:  # the command line's --precision wins over the config
+        trainer["precision"] = precision
     device = resolve_device(device)
     table, parts = _tables(dataset, training_set, validation_set, test_set, conf, base_dir, data_root)
     full = pd.concat([parts[s] for s in SPLITS])
@@ -195,7 +200,8 @@ def train(
         mixup_alpha=trainer["mixup_alpha"], class_balance=trainer["class_balance"],
         early_stopping=trainer["early_stop"], restore_best=True,
         test_dataset=usable["test"].dataset if "test" in usable else None,
-        metadata={"output_feature": out_name, "output_type": out_meta["type"]})
+        metadata={"output_feature": out_name, "output_type": out_meta["type"]},
+        precision=trainer.get("precision", "auto"))
     network.eval().cpu()
     best = int(history.attrs["best_epoch"] if history.attrs["best_epoch"] is not None else len(history) - 1)
     summary = {"epochs_run": int(len(history)), "best_epoch": best + 1,
