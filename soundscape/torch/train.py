@@ -568,7 +568,8 @@ def _history_frame(run: _Run) -> pd.DataFrame:
     frame.attrs.update(classes=list(run.classes), skipped_files=list(run.skipped),
                        skipped_errors=dict(run.skipped),
                        best_epoch=run.best_epoch, save_dir=str(run.save_dir),
-                       best_model=str(run.save_dir / BEST_MODEL), stopped_early=run.stopped_early)
+                       best_model=str(run.save_dir / BEST_MODEL), stopped_early=run.stopped_early,
+                       precision=run.precision.name)
     return frame
 
 

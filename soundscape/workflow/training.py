@@ -206,10 +206,11 @@ def train(
     best = int(history.attrs["best_epoch"] if history.attrs["best_epoch"] is not None else len(history) - 1)
     summary = {"epochs_run": int(len(history)), "best_epoch": best + 1,
                "stopped_early": bool(history.attrs["stopped_early"]),
-               "seconds": round(time.time() - started, 2)}
+               "seconds": round(time.time() - started, 2),
+               "precision": history.attrs.get("precision", trainer.get("precision", "auto"))}
     stats = _ludwig_statistics(history, out_name, usable)
     stats["summary"] = summary
-    detector = make_detector(network, {"training": summary})
+    detector = make_detector(network, {"training": summary, "precision": summary["precision"]})
     test_stats = None
     if "test" in usable:
         s, _ = split_statistics(detector, usable["test"], out_meta, trainer["batch_size"])
