@@ -492,9 +492,11 @@ def predict_recordings(
         threads = candidates[0]
     threads = _check_positive("threads", threads, 1)
     was_training = model.training
+    t_runner = time.perf_counter()
     with torch_threads(threads):
         runner = make_runner(model, device, precision, compile, backend, calibration, batch_size,
                              threads=threads)
+    runner_setup = time.perf_counter() - t_runner
     prec = runner.precision
     # the STFT in float32 when the model runs below fp32: within ~0.01 dB of float64, far
     # below bf16's own rounding of the inputs (~0.1 dB); fp32 models get the float64 STFT
@@ -627,6 +629,7 @@ def predict_recordings(
         "max_chunk_samples": int(stats["max_chunk_samples"]), **_run_info(runner),
         **(tuner.summary() if tuner is not None else {}),
         "stft_dtype": str(stft_dtype).replace("torch.", ""),
+        "runner_setup_seconds": round(runner_setup, 3),  # int8 calibration, ONNX export (compiling: 1st batch)
         "n_claimed_by_other_jobs": n_claimed_elsewhere,
     }
     table.attrs["errors"] = error_list

@@ -150,12 +150,17 @@ def make_runner(
         if compile:
             raise ParameterError("compile=True does not apply to precision 'int8' (the quantized "
                                  "network runs torch's int8 kernels as it is)")
-        batches = calibration_batches(model, calibration, batch_size)
-        qnet, diff = quantize_int8(model.network, batches, activation)
-        info.update(calibration_clips=int(sum(len(b) for b in batches)),
-                    int8_max_abs_score_diff_vs_fp32=round(float(diff), 6))
+        key = ("int8", _weights_key(model), _calibration_key(calibration), int(batch_size))
+        cache = model.__dict__.setdefault("_soundscape_runners", {})
+        if key not in cache:  # calibrating takes seconds: done once per network and clips
+            batches = calibration_batches(model, calibration, batch_size)
+            qnet, diff = quantize_int8(model.network, batches, activation)
+            cache.clear()
+            cache[key] = (qnet, int(sum(len(b) for b in batches)), float(diff))
+        qnet, n_clips, diff = cache[key]
+        info.update(calibration_clips=n_clips, int8_max_abs_score_diff_vs_fp32=round(diff, 6))
         logger.info("int8: calibrated on %d clips; largest score difference from fp32 on them: %.4f",
-                    info["calibration_clips"], diff)
+                    n_clips, diff)
         return Runner(qnet, prec, info)
     if calibration is not None:
         raise ParameterError(f"calibration= is for precision 'int8' (this run: {prec.name!r})")
@@ -170,6 +175,30 @@ def make_runner(
         return Runner(model, prec, info)
     info["compile"] = True
     return Runner(compiled, prec, info, pad_to=int(batch_size), fallback=model.network)
+
+
+def _weights_key(model) -> tuple:
+    """Identity of the network's current weights (a cached int8 copy is valid while it holds)."""
+    return (id(model.network),) + tuple((k, v.data_ptr(), v._version) for k, v in
+                                        model.network.state_dict().items())
+
+
+def _calibration_key(calibration) -> tuple:
+    if isinstance(calibration, torch.utils.data.Dataset):
+        return ("dataset", id(calibration), len(calibration))
+    from pathlib import Path
+
+    items = [calibration] if isinstance(calibration, (str, bytes)) or not hasattr(calibration, "__iter__") \
+        else list(calibration)
+    key = []
+    for item in items:
+        p = Path(str(item))
+        try:
+            st = p.stat()
+            key.append((str(p), st.st_mtime_ns, st.st_size))
+        except OSError:
+            key.append((str(p), None, None))
+    return tuple(key)
 
 
 # --------------------------------------------------------------------------- int8
@@ -284,7 +313,12 @@ def _onnx_runner(model, device, precision: str, compile: bool, info: dict, threa
                              "'soundscape[onnx]' (onnxruntime and onnx)") from exc
     from .export import network_onnx_bytes
 
-    data = network_onnx_bytes(model)
+    key = ("onnx", _weights_key(model))
+    cache = model.__dict__.setdefault("_soundscape_runners", {})
+    if key not in cache:  # exporting takes seconds: once per network and weights
+        cache.clear()
+        cache[key] = network_onnx_bytes(model)
+    data = cache[key]
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads or torch.get_num_threads())
     options.inter_op_num_threads = 1
