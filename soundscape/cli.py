@@ -1,8 +1,8 @@
 """The `soundscape` command line (also `python -m soundscape`).
 
-Commands: ``train``, ``evaluate``, ``predict``, ``birdnet``, ``embed``, ``activity``,
-``visualize``, ``config show|reference``, ``datasets list|download``. Exit status: 0 on
-success, 2 for a usage or config mistake, 1 when
+Commands: ``train``, ``evaluate``, ``predict``, ``export``, ``birdnet``, ``embed``,
+``activity``, ``visualize``, ``config show|reference``, ``datasets list|download``. Exit status:
+0 on success, 2 for a usage or config mistake, 1 when
 the work fails (bad data, unreadable files, training failure), 130 when interrupted; the reason
 is one line on stderr (``--debug`` re-raises to show the traceback).
 """
@@ -38,6 +38,8 @@ _EXAMPLES = {
                "--min_conf 0.25\n"
                "  soundscape birdnet --dataset recordings/ --species_list my_species.txt",
     "embed": "soundscape embed --dataset recordings/ --output_directory embeddings --clip_overlap 1.5",
+    "export": "soundscape export --model_path results/experiment_run/model --output model.onnx\n"
+              "  soundscape export --model_path best.model --output model.onnx --frontend   # waveform input",
     "visualize": "soundscape visualize --visualization confusion_matrix "
                  "--ground_truth_metadata results/experiment_run/model/training_set_metadata.json "
                  "--test_statistics test_results/test_statistics.json --output_directory "
@@ -60,6 +62,20 @@ def _sub(subparsers, name: str, help_text: str, common) -> argparse.ArgumentPars
 
 def _device_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+
+
+def _precision_option(p: argparse.ArgumentParser, training: bool = False) -> None:
+    choices = ["auto", "fp32", "bf16", "fp16"]
+    if training:
+        p.add_argument("--precision", choices=choices, default=None,
+                       help="number format of training (default: the config's trainer.precision, "
+                            "auto: bf16 on CPUs with native bf16 and on GPUs, else fp32)")
+        return
+    p.add_argument("--precision", choices=choices, default="auto",
+                   help="number format of the model (default auto: bf16 on CPUs with native bf16 "
+                        "and on GPUs, else fp32)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network first (about a minute; pays off on long runs)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folder name prefix: <name>_run, <name>_run_1 ... (default: experiment)")
     p.add_argument("--data_root", help="folder holding local data sets (esc10/, fsdd/) for URIs")
     _device_option(p)
+    _precision_option(p, training=True)
 
     p = _sub(sub, "evaluate", "evaluate a trained model on a labelled CSV", common)
     p.add_argument("--model_path", required=True, help="model folder (results/<run>/model) or model file")
@@ -107,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, help="examples per batch (default: the trainer's)")
     p.add_argument("--data_root", help="folder holding local data sets for URIs")
     _device_option(p)
+    _precision_option(p)
 
     p = _sub(sub, "predict", "predict a CSV of audio files, or every window of a folder of recordings", common)
     p.add_argument("--model_path", required=True, help="model folder (results/<run>/model) or model file")
@@ -119,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, help="examples per batch (default: the trainer's)")
     p.add_argument("--data_root", help="folder holding local data sets for URIs")
     _device_option(p)
+    _precision_option(p)
+
+    p = _sub(sub, "export", "write a model as an ONNX file (the network, or waveform -> logits)", common)
+    p.add_argument("--model_path", required=True, help="model folder (results/<run>/model) or model file")
+    p.add_argument("--output", required=True, help="the ONNX file to write (e.g. model.onnx)")
+    p.add_argument("--frontend", action="store_true",
+                   help="include the front end: the graph takes waveforms (batch, clip samples) at the "
+                        "model's sample rate instead of features")
 
     from .pretrained.commands import add_arguments
 
@@ -192,7 +218,7 @@ def _train(args) -> int:
         config, args.dataset, training_set=args.training_set, validation_set=args.validation_set,
         test_set=args.test_set, output_directory=args.output_directory,
         experiment_name=args.experiment_name, data_root=args.data_root, device=args.device,
-        progress=not args.quiet, resume_from=args.resume_from,
+        progress=not args.quiet, resume_from=args.resume_from, precision=args.precision,
     )
     print(f"run folder: {results.run_directory}")
     print(f"model: {results.model_directory}")
@@ -239,6 +265,7 @@ def _evaluate(args) -> int:
         args.model_path, args.dataset, split=args.split, output_directory=args.output_directory,
         collect_predictions=not args.skip_save_predictions, data_root=args.data_root,
         device=args.device, batch_size=args.batch_size, progress=not args.quiet,
+        precision=args.precision, compile=args.compile,
     )
     print(_summary(stats))
     print(f"wrote {out / 'test_statistics.json'}")
@@ -264,9 +291,20 @@ def _predict(args) -> int:
     preds, out = predict(
         model, args.dataset, output_directory=args.output_directory,
         data_root=args.data_root, device=args.device, batch_size=args.batch_size,
-        clip_overlap=args.clip_overlap, progress=not args.quiet,
+        clip_overlap=args.clip_overlap, progress=not args.quiet, precision=args.precision,
+        compile=args.compile,
     )
     print(f"wrote {len(preds)} predictions to {out / 'predictions.csv'}")
+    return 0
+
+
+def _export(args) -> int:
+    from .workflow.model import load_detector
+
+    detector = load_detector(args.model_path)
+    path = detector.export_onnx(args.output, frontend=args.frontend)
+    what = "waveform" if args.frontend else "features"
+    print(f"wrote {path} (input: {what}, output: logits of {len(detector.classes)} classes)")
     return 0
 
 
@@ -341,6 +379,9 @@ def _embed(args) -> int:
 _COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "birdnet": _birdnet,
              "embed": _embed, "activity": _activity, "visualize": _visualize, "config": _config,
              "datasets": _datasets}
+_COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "export": _export,
+             "visualize": _visualize,
+             "config": _config, "datasets": _datasets}
 
 
 class _Usage(Exception):

@@ -246,6 +246,9 @@ TRAINER = mapping(
             "max_mask_fraction": number(0.1, gt=0, le=1),
             "add_noise": boolean(False),
         }),
+        # number format of training (soundscape.runtime.resolve_precision): auto = bf16
+        # autocast + channels-last on CPUs with native bf16 and on GPUs, fp32 elsewhere
+        "precision": string("auto", choices=["auto", "fp32", "bf16", "fp16"]),
     },
     [
         (

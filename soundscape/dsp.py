@@ -242,23 +242,109 @@ def resize_unit_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return resize_images(t, height, width)[0, 0].numpy()
 
 
+def db_to_unit(db: torch.Tensor, decibel_limits: tuple[float, float]) -> torch.Tensor:
+    """dB spectrograms (batch, freqs, frames) -> [0, 1] units, loud = 0, rows flipped (low frequencies last).
+
+    The pointwise first half of `db_to_image` (a new tensor).
+    """
+    lo, hi = (float(v) for v in decibel_limits)
+    # 1 - (db - lo) / (hi - lo) in one pass; in-place steps avoid temporaries
+    return torch.flip(db, dims=[1]).mul_(-1.0 / (hi - lo)).add_(hi / (hi - lo)).clamp_(0.0, 1.0)
+
+
+def unit_to_image(unit: torch.Tensor, height: int, width: int, channels: int = 3,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
+    """[0, 1] units (batch, rows, frames) -> images (batch, channels, H, W) in [-1, 1].
+
+    The second half of `db_to_image`: resize, then the [-1, 1] scaling; written into
+    `out` (any memory format) when given.
+    """
+    unit = resize_images(unit[:, None], height, width).clamp_(0.0, 1.0)
+    unit = unit.mul_(2.0).sub_(1.0).expand(-1, channels, -1, -1)
+    if out is None:
+        return unit.contiguous()
+    return out.copy_(unit)
+
+
+def spectrogram_units(
+    samples: torch.Tensor,
+    sample_rate: int,
+    window_type: str,
+    window_samples: int,
+    overlap_samples: int,
+    scaling: str,
+    decibel_limits: tuple[float, float],
+    mel: torch.Tensor | None = None,
+    rows: slice | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """`db_to_unit` of the image feature's dB frames of one long waveform, in one pass per block.
+
+    Equal (to float rounding) to ``db_to_unit(power_to_db(<mel or rows of> stft_power(x)))``
+    but each block of frames goes from samples to units while it is in the CPU cache,
+    without the chunk-sized dB temporaries: how the predictor streams long recordings.
+
+    Parameters
+    ----------
+    samples : (samples,) tensor
+    mel : (n_mels, freqs) tensor, optional
+        Mel filters applied to the power (mel images).
+    rows : slice, optional
+        Frequency rows kept (band-limited images).
+    dtype : torch dtype
+        Float type of the framing and FFT (float64 as `stft_power`; float32 is faster and
+        within ~0.01 dB).
+
+    Returns
+    -------
+    (rows, frames) float32 tensor in [0, 1], rows flipped (the first row is the highest
+    frequency), as `db_to_unit` gives.
+    """
+    window_type = check_window(window_type)
+    hop = window_samples - overlap_samples
+    device = samples.device
+    win = _window_cached(window_type, window_samples, str(device), dtype)
+    weights = _bin_weights(window_type, window_samples, int(sample_rate), scaling, str(device), dtype)
+    total = n_frames(samples.shape[0], window_samples, overlap_samples)
+    n_rows = mel.shape[0] if mel is not None else (
+        (rows.stop - rows.start) if rows is not None else window_samples // 2 + 1)
+    lo, hi = (float(v) for v in decibel_limits)
+    # unit = (hi - 10 log10 p) / (hi - lo), clipped to [0, 1]; p floored as power_to_db does
+    scale, offset = -10.0 / (hi - lo), hi / (hi - lo)
+    out = torch.empty(n_rows, total, dtype=torch.float32, device=device)
+    block = max(1, _BLOCK_BYTES_CPU // (window_samples * torch.finfo(dtype).bits // 8))
+    melt = None if mel is None else mel.t().to(dtype)
+    for f0 in range(0, total, block):
+        f1 = min(total, f0 + block)
+        frames = samples[f0 * hop:(f1 - 1) * hop + window_samples].to(dtype).unfold(0, window_samples, hop)
+        frames = frames - frames.mean(dim=1, keepdim=True)
+        spec = torch.fft.rfft(frames.mul_(win), dim=1)
+        power = spec.real.square().addcmul_(spec.imag, spec.imag).mul_(weights)  # (frames, freqs)
+        if melt is not None:
+            power = torch.matmul(power, melt)
+        elif rows is not None:
+            power = power[:, rows.start:rows.stop]
+        unit = power.clamp_min_(POWER_FLOOR).log10_().mul_(scale).add_(offset).clamp_(0.0, 1.0)
+        out[:, f0:f1] = unit.t().flip(0)
+    return out
+
+
 def db_to_image(
     db: torch.Tensor,
     decibel_limits: tuple[float, float],
     height: int,
     width: int,
     channels: int = 3,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """dB spectrograms (batch, freqs, frames) -> normalised images (batch, channels, H, W).
 
     Loud = dark (as `Spectrogram.to_image`), low frequencies at the bottom, values in
-    [-1, 1] ((x - 0.5) / 0.5 of the [0, 1] image), channels identical.
+    [-1, 1] ((x - 0.5) / 0.5 of the [0, 1] image), channels identical. With `out` (a
+    ``(batch, channels, H, W)`` tensor of any memory format, e.g. a slice of a channels-last
+    batch) the images are written there in one pass and `out` is returned.
     """
-    lo, hi = (float(v) for v in decibel_limits)
-    # 1 - (db - lo) / (hi - lo) in one pass; in-place steps avoid temporaries
-    unit = torch.flip(db, dims=[1]).mul_(-1.0 / (hi - lo)).add_(hi / (hi - lo)).clamp_(0.0, 1.0)
-    unit = resize_images(unit[:, None], height, width).clamp_(0.0, 1.0)
-    return unit.mul_(2.0).sub_(1.0).expand(-1, channels, -1, -1).contiguous()
+    return unit_to_image(db_to_unit(db, decibel_limits), height, width, channels, out=out)
 
 
 # --------------------------------------------------------------------------- frame features

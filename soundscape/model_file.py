@@ -105,6 +105,18 @@ class Detector(torch.nn.Module):
         """Write the model file atomically (temp file + rename); returns its path."""
         return save_model(path, self)
 
+    def export_onnx(self, path: str | os.PathLike, frontend: bool = False) -> Path:
+        """Write the model as an ONNX file; returns its path (see `soundscape.torch.export`).
+
+        ``frontend=False``: input ``features`` (what `preprocessing.features` makes);
+        ``frontend=True``: input ``waveform`` ``(batch, clip_samples)`` at the preprocessing's
+        sample rate, the front end's DSP in the graph. Output ``logits``. Needs the ``onnx``
+        extra.
+        """
+        from .torch.export import export_onnx
+
+        return export_onnx(self, path, frontend=frontend)
+
     def __repr__(self) -> str:
         kind = "multi-target" if self.multi_target else "single-target"
         return f"<Detector {self.architecture} {kind} classes={self.classes}>"

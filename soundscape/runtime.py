@@ -18,7 +18,8 @@ import torch
 from .errors import ParameterError
 
 __all__ = ["resolve_device", "cpu_count", "default_loader_settings", "worker_init", "resolve_precision",
-           "Precision", "native_bf16_cpu", "PRECISIONS"]
+           "Precision", "native_bf16_cpu", "PRECISIONS", "thread_candidates", "ThreadTuner",
+           "torch_threads", "machine_info"]
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -119,7 +120,9 @@ def _start_method() -> str:
 
 
 # --------------------------------------------------------------------------- precision policy
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+#: what training accepts (int8 is a prediction-only format: a calibrated, quantized copy)
+TRAIN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -149,8 +152,8 @@ class Precision:
         self.name, self.device, self.channels_last = name, device, channels_last
 
     def autocast(self):
-        """The autocast context of this precision (a no-op for fp32)."""
-        if self.name == "fp32":
+        """The autocast context of this precision (a no-op for fp32 and int8)."""
+        if self.name in ("fp32", "int8"):
             import contextlib
 
             return contextlib.nullcontext()
@@ -185,9 +188,12 @@ def resolve_precision(precision: str = "auto", device: str | torch.device | None
 
     ``"auto"``: bf16 autocast + channels-last on CPUs with native bf16 (AVX512_BF16 / AMX),
     bf16 (or fp16 where bf16 is missing) on CUDA, fp32 elsewhere (where bf16 would be
-    emulated and slow). ``"fp32"``, ``"bf16"``, ``"fp16"`` force a format. The environment
-    variable ``SOUNDSCAPE_PRECISION`` (e.g. ``fp32``) replaces "auto" everywhere. The choice
-    is logged once per process and setting.
+    emulated and slow). ``"fp32"``, ``"bf16"``, ``"fp16"`` force a format. ``"int8"`` (CPU
+    prediction only, never chosen by "auto") runs a quantized copy of the network that the
+    predictor calibrates on clips the user gives (see `soundscape.torch.runners`). The
+    environment variable ``SOUNDSCAPE_PRECISION`` (e.g. ``fp32``) replaces "auto"
+    everywhere (int8 excepted: it needs calibration clips). The choice is logged once per
+    process and setting.
     """
     if precision not in PRECISIONS:
         raise ParameterError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -195,8 +201,8 @@ def resolve_precision(precision: str = "auto", device: str | torch.device | None
     name = precision
     forced = os.environ.get("SOUNDSCAPE_PRECISION", "auto")
     if precision == "auto" and forced != "auto":
-        if forced not in PRECISIONS:
-            raise ParameterError(f"SOUNDSCAPE_PRECISION must be one of {PRECISIONS}, got {forced!r}")
+        if forced not in TRAIN_PRECISIONS:
+            raise ParameterError(f"SOUNDSCAPE_PRECISION must be one of {TRAIN_PRECISIONS}, got {forced!r}")
         name = precision = forced
     if precision == "auto":
         if device.type == "cuda":
@@ -207,7 +213,11 @@ def resolve_precision(precision: str = "auto", device: str | torch.device | None
             name = "fp32"
     if name == "fp16" and device.type == "cpu":
         raise ParameterError("precision 'fp16' needs a GPU; on a CPU use 'bf16' or 'fp32'")
-    result = Precision(name, device, channels_last=device.type in ("cpu", "cuda"))
+    if name == "int8" and device.type != "cpu":
+        raise ParameterError(f"precision 'int8' runs on the CPU only (x86 quantized kernels); on "
+                             f"{device} use 'bf16', 'fp16' or 'fp32'")
+    # int8: the quantized kernels took contiguous inputs fastest here (channels-last ~25 % slower)
+    result = Precision(name, device, channels_last=device.type in ("cpu", "cuda") and name != "int8")
     key = (precision, str(device))
     if key not in _LOGGED:
         _LOGGED.add(key)
@@ -215,3 +225,129 @@ def resolve_precision(precision: str = "auto", device: str | torch.device | None
 
         logging.getLogger("soundscape.runtime").info("precision %r on %s: %s", precision, device, result)
     return result
+
+
+# --------------------------------------------------------------------------- threads
+def torch_threads(n: int):
+    """Context manager: `n` torch intra-op threads in this thread, restored on exit.
+
+    With torch's OpenMP backend the setting belongs to the calling thread, so a producer
+    thread can use one thread while the model uses the others.
+    """
+    import contextlib
+
+    @contextlib.contextmanager
+    def _ctx():
+        before = torch.get_num_threads()
+        if n != before:
+            torch.set_num_threads(int(n))
+        try:
+            yield
+        finally:
+            if n != before:
+                torch.set_num_threads(before)
+
+    return _ctx()
+
+
+def thread_candidates(n_cpus: int | None = None) -> list[int]:
+    """Intra-op thread counts worth trying for a model on this machine (most first).
+
+    All CPUs, one fewer (a core left to the threads preparing inputs, and to other
+    processes on a shared machine), and half of them.
+    """
+    n = cpu_count() if n_cpus is None else int(n_cpus)
+    return sorted({n, max(1, n - 1), max(1, n // 2)}, reverse=True)
+
+
+class ThreadTuner:
+    """Chooses the model's intra-op thread count from the throughput measured while it runs.
+
+    Which count is fastest depends on the machine and on what else runs on it: on a quiet
+    2-core machine a CNN is fastest on both cores, but when other processes keep the cores
+    busy (or the producer of its inputs does) one thread can be twice as fast, because every
+    operator waits for its slowest thread. So the predictor tries each candidate for a few
+    batches (`trial`), keeps the fastest for `period` batches, and measures again (less
+    often, up to every 8 periods, while the same count keeps winning).
+
+    ``threads()`` is the count for the next batch; ``record(n, seconds)`` reports a batch
+    of `n` inputs that took `seconds` (wall time since the previous one, waiting included).
+    The first batch is not counted (warm-up, compilation).
+    """
+
+    def __init__(self, candidates: list[int], trial: int = 2, period: int = 40):
+        self.candidates = list(dict.fromkeys(int(c) for c in candidates))
+        self.trial, self.period = int(trial), int(period)
+        self.rates: dict[int, float] = {}
+        self.batches: dict[int, int] = {}
+        self._warm = False
+        self._start_trials()
+
+    def _start_trials(self) -> None:
+        self._queue = list(self.candidates[1:])
+        self._current, self._left, self._trying = self.candidates[0], self.trial, len(self.candidates) > 1
+        self._acc = [0, 0.0]
+
+    def threads(self) -> int:
+        return self._current
+
+    def record(self, n: int, seconds: float) -> None:
+        if not self._warm:  # warm-up batch (first call, compilation)
+            self._warm = True
+            return
+        self.batches[self._current] = self.batches.get(self._current, 0) + 1
+        if len(self.candidates) == 1:
+            return
+        self._acc[0] += int(n)
+        self._acc[1] += float(seconds)
+        self._left -= 1
+        if self._left > 0:
+            return
+        if self._acc[1] > 0:
+            self.rates[self._current] = self._acc[0] / self._acc[1]
+        self._acc = [0, 0.0]
+        if self._trying and self._queue:  # next candidate
+            self._current, self._left = self._queue.pop(0), self.trial
+        elif self._trying:  # trials done: keep the fastest for a while
+            best = max(self.rates, key=self.rates.get)
+            # the same choice again: measure less often (up to 8 periods); a change: as often as at first
+            self._span = min(8, getattr(self, "_span", 1) * 2) if best == getattr(self, "_best", None) else 1
+            self._best = self._current = best
+            self._left, self._trying = self.period * self._span, False
+        else:  # the period is over: measure again
+            self._start_trials()
+
+    @property
+    def most_used(self) -> int:
+        return max(self.batches, key=self.batches.get) if self.batches else self._current
+
+    def summary(self) -> dict:
+        return {"threads": self.most_used,
+                "threads_clips_per_s": {str(k): round(v, 2) for k, v in sorted(self.rates.items())}}
+
+
+def machine_info() -> dict:
+    """CPU model, count, instruction-set flags that matter for speed, and versions (for benchmarks)."""
+    import platform
+
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cpus_usable": cpu_count(),
+            "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "native_bf16": native_bf16_cpu()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and "cpu_model" not in info:
+            info["cpu_model"] = value.strip()
+        if key.strip() == "flags" and "cpu_flags" not in info:
+            wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx512_fp16", "amx_bf16",
+                      "amx_int8", "amx_tile", "avx_vnni", "fma")
+            have = set(value.split())
+            info["cpu_flags"] = [f for f in wanted if f in have]
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    info["amx"] = bool(amx()) if amx is not None else None
+    info["cuda_build"] = torch.version.cuda
+    return info

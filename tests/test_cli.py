@@ -113,12 +113,20 @@ def test_visualize_every_plot(work, monkeypatch):
 def test_predict_a_folder_of_recordings(work, capsys, monkeypatch):
     root, _ = work
     monkeypatch.chdir(root)
-    assert main(["train", "--config", "audio_only.yaml", "--dataset", "data.csv", "-q"]) == 0
+    assert main(["train", "--config", "audio_only.yaml", "--dataset", "data.csv", "-q",
+                 "--precision", "fp32"]) == 0
     assert "results/experiment_run_1" in capsys.readouterr().out
+    from soundscape.workflow.model import load_detector
+
+    assert load_detector("results/experiment_run_1").metadata["precision"] == "fp32"
     assert main(["predict", "--model_path", "results/experiment_run_1", "--dataset", "audio",
-                 "--output_directory", "folder_predictions", "-q"]) == 0
+                 "--output_directory", "folder_predictions", "-q", "--precision", "bf16"]) == 0
     preds = pd.read_csv(root / "folder_predictions" / "predictions.csv")
     assert len(preds) == 18 and set(preds.columns[:3]) == {"file", "start_time", "end_time"}
+    run = json.loads((root / "folder_predictions" / "scores" / "run.json").read_text())
+    assert run["precision"] == "bf16"  # the choice is kept with the score tables
+    assert main(["predict", "--model_path", "results/experiment_run_1", "--dataset", "audio",
+                 "--precision", "int4"]) == 2
 
 
 def test_config_show_and_reference(work, capsys):

@@ -187,6 +187,7 @@ def test_defaults_filled():
         "label_smoothing": 0.0,
         "mixup_alpha": 0.0,
         "class_balance": None,
+        "precision": "auto",
     }
     assert cfg.split == {"type": "random", "probabilities": [0.7, 0.1, 0.2]}
     audio = cfg.audio_features[0]

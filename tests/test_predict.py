@@ -86,7 +86,9 @@ def test_predict_clip_files_with_a_corrupt_one(tmp_path):
     errors = pd.DataFrame(result.attrs["errors"])
     assert list(errors["file"]) == [str(tmp_path / "broken.wav")]
     assert "broken.wav" in errors["error"][0]
-    assert result.attrs["summary"] == {"n_clips": 6, "n_scored": 5, "n_failed": 1, "precision": "fp32"}
+    assert result.attrs["summary"] == {"n_clips": 6, "n_scored": 5, "n_failed": 1, "precision": "fp32",
+                                      "backend": "torch", "compile": False,
+                                      "threads": torch.get_num_threads()}
     soft = predict(det, files, activation="auto")  # single-target: softmax
     np.testing.assert_allclose(soft.sum(axis=1), 1.0, atol=1e-6)
     np.testing.assert_allclose(soft, torch.softmax(torch.tensor(result.to_numpy()), 1).numpy(), atol=1e-6)

@@ -29,6 +29,19 @@ ARCHITECTURE = "compact_cnn"
 DEFAULT_WIDTHS = (32, 64, 128, 256)
 
 
+def _image_input(x: torch.Tensor) -> torch.Tensor:
+    """`x`, checked to be a (batch, channels, H, W) batch."""
+    if x.ndim != 4:
+        raise ParameterError(
+            f"input must be (batch, channels, H, W), got shape {tuple(x.shape)}")
+    return x
+
+
+# a leaf of FX graphs (torch.fx traces the network for int8 quantization): the check runs on
+# the real input instead of being traced
+torch.fx.wrap("_image_input")
+
+
 class CompactCNN(nn.Module):
     """Small convolutional network for (batch, channels, mel bands, frames) images.
 
@@ -82,9 +95,7 @@ class CompactCNN(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, widths[-1]) clip embeddings before the classifier."""
-        if x.ndim != 4:
-            raise ParameterError(
-                f"input must be (batch, channels, H, W), got shape {tuple(x.shape)}")
+        x = _image_input(x)
         h = self.features(self.input_norm(x))
         h = h.mean(dim=2)  # average over frequency
         return h.amax(dim=2) + h.mean(dim=2)  # loudest moment plus overall level, over time

@@ -29,10 +29,11 @@ from ..io import check_writable
 from ..loading import ClipLoader
 from ..model_file import Detector, to_plain, load_model
 from ..preprocessing import Preprocessing
-from ..runtime import resolve_device, resolve_precision
+from ..runtime import ThreadTuner, resolve_device, thread_candidates, torch_threads
 from .outputs import INDEX, OutputFolder, check_format, read_scores, read_table
 from ..audio_files import find_audio_files
-from .windows import background_items, frame_geometry, plan_windows, window_inputs
+from .runners import make_runner
+from .windows import background_items, frame_geometry, plan_windows, window_frames
 
 __all__ = ["predict", "predict_recordings", "find_audio_files", "read_scores"]
 
@@ -111,6 +112,12 @@ def _empty_scores(classes: list[str]) -> pd.DataFrame:
         [pd.Series([], dtype=object), pd.Series([], dtype=float), pd.Series([], dtype=float)],
         names=INDEX)
     return pd.DataFrame(np.zeros((0, len(classes)), dtype=np.float32), index=index, columns=classes)
+
+
+def _run_info(runner) -> dict:
+    """How the model ran, for ``attrs["summary"]``: precision, backend, compile, threads (+ int8 figures)."""
+    info = dict(runner.info)
+    return {"precision": info.pop("precision"), **info}
 
 
 # ---------------------------------------------------------------------------- clips
@@ -232,6 +239,9 @@ def predict(
     device: str | torch.device | None = None,
     progress: bool | str = False,
     precision: str = "auto",
+    compile: bool = False,
+    calibration=None,
+    backend: str = "torch",
 ) -> pd.DataFrame:
     """Scores of clips: one row per clip, one column per class.
 
@@ -255,9 +265,19 @@ def predict(
         Where the model runs (the model is moved there); default: where it is.
     progress : bool or "always"
         tqdm progress bar on stderr (True: only when stderr is a terminal).
-    precision : {"auto", "fp32", "bf16", "fp16"}
+    precision : {"auto", "fp32", "bf16", "fp16", "int8"}
         Number format of the model (see `soundscape.runtime.resolve_precision`): "auto" is
         bf16 autocast + channels-last on CPUs with native bf16 and on GPUs, fp32 elsewhere.
+        "int8" (CPU, opt-in) runs a quantized copy calibrated on `calibration`.
+    compile : bool
+        torch.compile the network first (off by default: compiling takes about a minute on a
+        small CPU, worth it for long runs); falls back to the plain network with a logged
+        warning when compiling fails. See `soundscape.torch.runners`.
+    calibration : list of audio files, folder, or Dataset
+        Clips like the ones scored, to calibrate precision "int8" (required by it).
+    backend : {"torch", "onnxruntime"}
+        "onnxruntime" exports the network to ONNX and runs it with ONNX Runtime (fp32;
+        needs the ``onnx`` extra).
 
     Returns
     -------
@@ -284,9 +304,7 @@ def predict(
     ok = np.zeros(len(dataset), dtype=bool)
     errors: list[dict] = []
     was_training = model.training
-    model.to(device).eval()
-    prec = resolve_precision(precision, device)
-    prec.prepare(model.network)
+    runner = make_runner(model, device, precision, compile, backend, calibration, batch_size)
     try:
         with torch.inference_mode():
             for batch in tqdm(loader, disable=_progress_disabled(progress), file=sys.stderr,
@@ -296,9 +314,7 @@ def predict(
                 if x is None:
                     continue
                 x = {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
-                with prec.autocast():
-                    logits = model(prec.input(x))
-                out = act(logits.float()).cpu().numpy()
+                out = act(runner(x)).cpu().numpy()
                 scores[idx.numpy()] = out
                 ok[idx.numpy()] = True
     finally:
@@ -306,7 +322,7 @@ def predict(
     result = pd.DataFrame(scores[ok], index=index[ok], columns=model.classes)
     result.attrs["errors"] = errors
     result.attrs["summary"] = {"n_clips": int(len(dataset)), "n_scored": int(ok.sum()),
-                               "n_failed": int(len(dataset) - ok.sum()), "precision": prec.name}
+                               "n_failed": int(len(dataset) - ok.sum()), **_run_info(runner)}
     if errors:
         logger.warning("predict: %d of %d clips failed (see result.attrs['errors'])",
                        len(dataset) - int(ok.sum()), len(dataset))
@@ -339,24 +355,68 @@ def _openmp_backend() -> bool:
     return "parallel backend: OpenMP" in torch.__config__.parallel_info()
 
 
-def _produce(plans: list, prep: Preprocessing, chunk_duration: float, group: int,
-             stats: dict, stop: threading.Event, background: bool = False) -> Iterator[tuple]:
-    """Items ("images", k, idx, images) ... ("done", k) or ("error", k, record) per plan.
+def _produce(plans: list, prep: Preprocessing, chunk_duration: float, group: int, batch_size: int,
+             memory_format: torch.memory_format, stats: dict, stop: threading.Event,
+             background: bool = False, stft_dtype: torch.dtype = torch.float64) -> Iterator[tuple]:
+    """Model batches of the windows of `plans`, assembled here, off the model's thread.
+
+    Items: ``("batch", [(k, window indices), ...], inputs)``: a full batch (the last one
+    of the plans may be short), its windows possibly from several recordings, the inputs
+    written straight into the batch in the model's memory format (no copies left for the
+    model's thread); ``("done", k, None)`` once every window of recording k is in a batch
+    handed out or in the one being filled; ``("error", k, record)`` when recording k
+    fails (its windows in the batch being filled are dropped).
 
     In a background thread, torch ops here use one intra-op thread (a per-thread setting
     with OpenMP), leaving the other cores to the model instead of oversubscribing them.
     """
     if background and _openmp_backend():
         torch.set_num_threads(1)
+    shape = prep.input_shape
+    fmt = memory_format if len(shape) == 3 else torch.contiguous_format
+    buf, fill, meta = None, 0, []
     for k, plan in plans:
         try:
-            for idx, images in window_inputs(plan, prep, chunk_duration, group, stats):
+            for idx, finished, data in window_frames(plan, prep, chunk_duration, group, stats,
+                                                     stft_dtype):
                 if stop.is_set():
                     return
-                yield "images", k, idx, images
-            yield "done", k, None, None
+                pos = 0
+                while pos < len(idx):
+                    if buf is None:
+                        buf, fill, meta = torch.empty((batch_size, *shape), memory_format=fmt), 0, []
+                    n = min(len(idx) - pos, batch_size - fill)
+                    target = buf[fill:fill + n]
+                    if finished:
+                        target.copy_(data[pos:pos + n])
+                    else:
+                        prep.finish_stream(data[pos:pos + n], out=target)
+                    meta.append((k, idx[pos:pos + n]))
+                    fill, pos = fill + n, pos + n
+                    if fill == batch_size:
+                        yield "batch", meta, buf
+                        buf, fill, meta = None, 0, []
+            yield "done", k, None
         except Exception as exc:  # a bad file must not stop the run
-            yield "error", k, _error_record(plan.path, exc), None
+            while meta and meta[-1][0] == k:  # its windows are the last ones of the open batch
+                fill -= len(meta.pop()[1])
+            yield "error", k, _error_record(plan.path, exc)
+    if fill:
+        yield "batch", meta, buf[:fill]
+
+
+def _single_threaded(items: Iterator) -> Iterator:
+    """`items` produced with one torch thread, consumed with the caller's (serial mode).
+
+    Small preprocessing ops gain nothing from a second thread and lose much when another
+    process holds the other core (each op waits for both threads).
+    """
+    while True:
+        with torch_threads(1):
+            item = next(items, None)
+        if item is None:
+            return
+        yield item
 
 
 def predict_recordings(
@@ -376,6 +436,10 @@ def predict_recordings(
     overwrite: bool = False,
     precision: str = "auto",
     return_scores: bool = True,
+    compile: bool = False,
+    calibration=None,
+    backend: str = "torch",
+    threads: int | None = None,
 ) -> pd.DataFrame:
     """Score sliding windows over long recordings, streaming each file in chunks.
 
@@ -401,7 +465,8 @@ def predict_recordings(
         Windows per model call.
     num_workers : int
         Background threads reading and preprocessing recordings while the model runs
-        (each works on whole files); 0 does everything in the calling thread.
+        (each works on whole files, with one torch thread, and hands over whole batches);
+        0 does everything in the calling thread (preprocessing with one torch thread).
     output_dir : path, optional
         Write one score table per recording as soon as it is done (atomically), a
         ``manifest.jsonl`` of finished recordings, ``run.json`` and ``errors.csv``. A
@@ -422,7 +487,7 @@ def predict_recordings(
         Seconds of audio read and transformed at a time.
     overwrite : bool
         Start over in an `output_dir` holding results of other settings (or to redo all).
-    precision : {"auto", "fp32", "bf16", "fp16"}
+    precision : {"auto", "fp32", "bf16", "fp16", "int8"}
         Number format of the model, as in `predict`; recorded in ``attrs["summary"]`` and
         ``run.json``.
     return_scores : bool
@@ -430,6 +495,11 @@ def predict_recordings(
         read back, and an empty table (with ``attrs``) is returned; for runs whose
         results do not fit in memory (e.g. embeddings of many hours). Read them with
         `read_scores` or lazily (`soundscape.pretrained.EmbeddingStore`).
+    compile, calibration, backend
+        As in `predict`: torch.compile, int8 calibration clips, "torch" or "onnxruntime".
+    threads : int, optional
+        Intra-op threads of the model (default `soundscape.runtime.inference_threads`:
+        every CPU on small machines, all but the producers' on larger ones).
 
     Returns
     -------
@@ -462,7 +532,23 @@ def predict_recordings(
         check_writable(output_dir, "predict_recordings output_dir")
     paths = find_audio_files(files)
     device = _device(model, device)
-    prec = resolve_precision(precision, device)
+    tuner = None
+    if threads is None:
+        candidates = thread_candidates()
+        if backend == "torch" and device.type == "cpu":
+            tuner = ThreadTuner(candidates)  # measured while running
+        threads = candidates[0]
+    threads = _check_positive("threads", threads, 1)
+    was_training = model.training
+    t_runner = time.perf_counter()
+    with torch_threads(threads):
+        runner = make_runner(model, device, precision, compile, backend, calibration, batch_size,
+                             threads=threads)
+    runner_setup = time.perf_counter() - t_runner
+    prec = runner.precision
+    # the STFT in float32 when the model runs below fp32: within ~0.01 dB of float64, far
+    # below bf16's own rounding of the inputs (~0.1 dB); fp32 models get the float64 STFT
+    stft_dtype = torch.float64 if runner.info["precision"] == "fp32" else torch.float32
     classes = list(model.classes)
 
     out = None
@@ -471,7 +557,7 @@ def predict_recordings(
             "architecture": model.architecture, "classes": classes,
             "weights_sha1": _weights_digest(model), "preprocessing": prep.to_dict(),
             "clip_overlap": clip_overlap, "final_clip": final_clip, "activation": act_name,
-            "output_format": output_format, "precision": prec.name})))
+            "output_format": output_format, "precision": runner.info["precision"]})))
         out = OutputFolder(output_dir, settings, output_format, overwrite)
 
     results: dict[int, pd.DataFrame] = {}
@@ -508,13 +594,16 @@ def predict_recordings(
     stop = threading.Event()
     n_freqs = prep.n_bins
     group = max(1, min(batch_size, GROUP_BYTES // (4 * n_freqs * frame_geometry(prep)[2])))
+    fmt = torch.channels_last if prec.channels_last else torch.contiguous_format
     if num_workers == 0:
-        items: Iterator = _produce(plans, prep, chunk_duration, group, stats, stop)
+        items: Iterator = _single_threaded(_produce(plans, prep, chunk_duration, group, batch_size, fmt,
+                                                    stats, stop, stft_dtype=stft_dtype))
     else:
         shards = [plans[s::num_workers] for s in range(num_workers)]
-        items = background_items(lambda s: _produce(shards[s], prep, chunk_duration, group, stats, stop,
-                                                    background=True),
-                          num_workers, stop, max_items=num_workers + 1)
+        items = background_items(lambda s: _produce(shards[s], prep, chunk_duration, group, batch_size,
+                                                    fmt, stats, stop, background=True,
+                                                    stft_dtype=stft_dtype),
+                                 num_workers, stop, max_items=num_workers + 1)
 
     def finish(k: int) -> None:
         st = state.pop(k)
@@ -528,65 +617,44 @@ def predict_recordings(
         results[k] = frame if return_scores else None
         bar_files.update(1)
 
-    pending_x: list[torch.Tensor] = []
-    pending_meta: list[tuple[int, np.ndarray]] = []
+    def run_batch(meta: list, x: torch.Tensor) -> None:
+        y = act(runner(x.to(device))).cpu().numpy()
+        pos = 0
+        for k, idx in meta:
+            st = state.get(k)
+            if st is not None:  # not failed meanwhile
+                st["scores"][idx] = y[pos:pos + len(idx)]
+                st["filled"] += len(idx)
+            pos += len(idx)
+        bar_windows.update(len(y))
+        for k in dict.fromkeys(k for k, _ in meta):
+            st = state.get(k)
+            if st is not None and st["produced"] and st["filled"] == len(st["plan"]):
+                finish(k)
 
-    def run_model(flush: bool) -> None:
-        n = sum(len(i) for _, i in pending_meta)
-        if n == 0 or (n < batch_size and not flush):
-            return
-        x = torch.cat(pending_x) if len(pending_x) > 1 else pending_x[0]
-        keys = np.concatenate([np.full(len(i), k) for k, i in pending_meta])
-        rows = np.concatenate([i for _, i in pending_meta])
-        n_run = n if flush else (n // batch_size) * batch_size
-        for b in range(0, n_run, batch_size):
-            with prec.autocast():
-                logits = model(prec.input(x[b:b + batch_size].to(device)))
-            y = act(logits.float()).cpu().numpy()
-            for k in np.unique(keys[b:b + batch_size]):
-                sel = keys[b:b + batch_size] == k
-                state[k]["scores"][rows[b:b + batch_size][sel]] = y[sel]
-                state[k]["filled"] += int(sel.sum())
-            bar_windows.update(len(y))
-        pending_x.clear()
-        pending_meta.clear()
-        if n_run < n:
-            pending_x.append(x[n_run:].clone())
-            rest_keys, rest_rows = keys[n_run:], rows[n_run:]
-            for k in dict.fromkeys(rest_keys.tolist()):
-                pending_meta.append((k, rest_rows[rest_keys == k]))
-        for k in [k for k, st in state.items() if st["produced"] and st["filled"] == len(st["plan"])]:
-            finish(k)
-
-    was_training = model.training
-    model.to(device).eval()
-    prec.prepare(model.network)
     try:
-        with torch.inference_mode():
-            for kind, k, payload, images in items:
-                if kind == "images":
-                    pending_x.append(images)
-                    pending_meta.append((k, payload))
-                    run_model(flush=False)
+        with torch.inference_mode(), torch_threads(threads):
+            last = time.perf_counter()
+            for kind, k, payload in items:
+                if kind == "batch":
+                    if tuner is not None:
+                        torch.set_num_threads(tuner.threads())
+                    run_batch(k, payload)
+                    now = time.perf_counter()
+                    if tuner is not None:
+                        tuner.record(len(payload), now - last)
+                    last = now
                 elif kind == "done":
                     state[k]["produced"] = True
-                    run_model(flush=False)
                     if state[k]["filled"] == len(state[k]["plan"]):
                         finish(k)
-                else:  # error: drop what was queued for this file
+                else:  # error: its windows already scored are dropped with its state
                     errors[k] = payload
                     state.pop(k, None)
-                    keep = [j for j, (kk, _) in enumerate(pending_meta) if kk != k]
-                    if len(keep) < len(pending_meta):
-                        x = torch.cat(pending_x) if pending_x else None
-                        sizes = np.cumsum([0] + [len(i) for _, i in pending_meta])
-                        pending_x[:] = [x[sizes[j]:sizes[j + 1]] for j in keep]
-                        pending_meta[:] = [pending_meta[j] for j in keep]
                     bar_files.update(1)
                     if out is not None:
                         out.write_errors(pd.DataFrame([errors[j] for j in sorted(errors)],
                                                       columns=["file", "error"]))
-            run_model(flush=True)
     finally:
         stop.set()
         items.close()  # joins the background threads
@@ -607,7 +675,10 @@ def predict_recordings(
         "n_files": len(paths), "n_scored": n_scored, "n_skipped": n_skipped,
         "n_failed": len(error_list), "n_windows": int(n_windows - sum(
             len(p) for k, p in plans if k in errors)), "seconds": round(seconds, 3),
-        "max_chunk_samples": int(stats["max_chunk_samples"]), "precision": prec.name,
+        "max_chunk_samples": int(stats["max_chunk_samples"]), **_run_info(runner),
+        **(tuner.summary() if tuner is not None else {}),
+        "stft_dtype": str(stft_dtype).replace("torch.", ""),
+        "runner_setup_seconds": round(runner_setup, 3),  # int8 calibration, ONNX export (compiling: 1st batch)
         "n_claimed_by_other_jobs": n_claimed_elsewhere,
     }
     table.attrs["errors"] = error_list

@@ -269,6 +269,9 @@ def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, ep
                print_logging)
     run.metadata = dict(metadata or {})
     run.batchnorm_1d = any(isinstance(m, torch.nn.BatchNorm1d) for m in network.modules())
+    if precision == "int8":
+        raise ParameterError("precision 'int8' is for prediction only (a quantized copy of a trained "
+                             "network); train in 'auto', 'bf16' or 'fp32'")
     run.precision = resolve_precision(precision, device)
     run.precision.prepare(network)
     run.save_dir.mkdir(parents=True, exist_ok=True)
@@ -463,7 +466,8 @@ def _history_frame(run: _Run) -> pd.DataFrame:
     frame.attrs.update(classes=list(run.classes), skipped_files=list(run.skipped),
                        skipped_errors=dict(run.skipped),
                        best_epoch=run.best_epoch, save_dir=str(run.save_dir),
-                       best_model=str(run.save_dir / BEST_MODEL), stopped_early=run.stopped_early)
+                       best_model=str(run.save_dir / BEST_MODEL), stopped_early=run.stopped_early,
+                       precision=run.precision.name)
     return frame
 
 

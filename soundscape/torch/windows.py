@@ -214,40 +214,48 @@ def _clip_inputs(plan: WindowPlan, preprocessing: Preprocessing, idx: np.ndarray
     return torch.stack(images)
 
 
-#: frames per STFT call: the chunk's spectrogram is computed in blocks of this many
-#: frames, so the STFT's float64 temporaries stay small whatever the chunk length
+#: frames per call of `Preprocessing.frames` for frame features: the chunk's frames are
+#: computed in blocks of this many, so the STFT's temporaries stay small whatever the chunk
+#: length (the image feature blocks inside `dsp.spectrogram_units`)
 STFT_BLOCK_FRAMES = 1024
 
 
-def _chunk_frames(preprocessing: Preprocessing, wave: torch.Tensor, n_frames: int) -> torch.Tensor:
-    """Frames (bins, n_frames) of a chunk's samples, computed block by block.
+def _chunk_frames(preprocessing: Preprocessing, wave: torch.Tensor, n_frames: int,
+                  stft_dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """`Preprocessing.stream_frames` (rows, n_frames) of a chunk's samples, block by block.
 
     Frames are independent, so the blocks put together equal one call on the chunk.
     """
     if preprocessing.feature == "waveform":
         return preprocessing.frames(wave[None, :n_frames])[0]
     win, hop = preprocessing.frame_grid
+    if preprocessing.feature == "image":
+        return preprocessing.stream_frames(wave[:(n_frames - 1) * hop + win], stft_dtype)
     out = None
     for f0 in range(0, n_frames, STFT_BLOCK_FRAMES):
         f1 = min(f0 + STFT_BLOCK_FRAMES, n_frames)
-        part = preprocessing.frames(wave[None, f0 * hop:(f1 - 1) * hop + win])[0]
+        part = preprocessing.stream_frames(wave[f0 * hop:(f1 - 1) * hop + win])
         if out is None:
             out = torch.empty((part.shape[0], n_frames), dtype=part.dtype)
         out[:, f0:f1] = part
     return out
 
 
-def window_inputs(
+def window_frames(
     plan: WindowPlan,
     preprocessing: Preprocessing,
     chunk_duration: float = 60.0,
     group_size: int = 32,
     stats: dict | None = None,
-) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-    """Yield `(window indices, model inputs (n, *input_shape))` for every window of `plan`.
+    stft_dtype: torch.dtype = torch.float64,
+) -> Iterator[tuple[np.ndarray, bool, torch.Tensor]]:
+    """Yield `(window indices, finished, tensor)` for every window of `plan`, in groups.
 
-    Groups hold at most `group_size` windows. `stats["max_chunk_samples"]` (if a dict
-    is given) records the longest chunk read, at the model's rate.
+    ``finished`` False: the tensor holds the windows' frames ``(n, rows, frames)`` cut from
+    the chunk's `Preprocessing.stream_frames`, still to go through
+    `Preprocessing.finish_stream` (the caller decides where its output goes); True: the
+    model inputs themselves (windows computed clip by clip). Groups hold at most
+    `group_size` windows. `stft_dtype`: see `Preprocessing.stream_frames`.
     """
     win, hop, n_frames = frame_geometry(preprocessing)
     chunk_frames = max(n_frames + 1, int(chunk_duration * preprocessing.sample_rate / hop))
@@ -266,19 +274,34 @@ def window_inputs(
                 s0, s1 = a * hop, (b - 1) * hop + win
                 if stats is not None:
                     stats["max_chunk_samples"] = max(stats.get("max_chunk_samples", 0), s1 - s0)
-                db = _chunk_frames(preprocessing, torch.from_numpy(reader.read(s0, s1)), b - a)
+                db = _chunk_frames(preprocessing, torch.from_numpy(reader.read(s0, s1)), b - a, stft_dtype)
                 frames = db.unfold(1, n_frames, 1)  # view: (freqs, starts, n_frames)
                 for g in range(pos, stop, group_size):
                     sel = slice(g, min(g + group_size, stop))
                     offsets = torch.from_numpy(first[sel] - a)
-                    segs = frames[:, offsets].permute(1, 0, 2)
-                    yield idx_in[sel], preprocessing.finish(segs)
+                    yield idx_in[sel], False, frames.permute(1, 0, 2)[offsets]
                 del db, frames
                 pos = stop
     idx_out = np.flatnonzero(~plan.inside)
     for g in range(0, len(idx_out), group_size):
         sel = idx_out[g:g + group_size]
-        yield sel, _clip_inputs(plan, preprocessing, sel)
+        yield sel, True, _clip_inputs(plan, preprocessing, sel)
+
+
+def window_inputs(
+    plan: WindowPlan,
+    preprocessing: Preprocessing,
+    chunk_duration: float = 60.0,
+    group_size: int = 32,
+    stats: dict | None = None,
+) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """Yield `(window indices, model inputs (n, *input_shape))` for every window of `plan`.
+
+    Groups hold at most `group_size` windows. `stats["max_chunk_samples"]` (if a dict
+    is given) records the longest chunk read, at the model's rate.
+    """
+    for idx, finished, data in window_frames(plan, preprocessing, chunk_duration, group_size, stats):
+        yield idx, data if finished else preprocessing.finish_stream(data)
 
 
 class _Failure:

@@ -94,6 +94,8 @@ def evaluate(
     device=None,
     batch_size: int | None = None,
     progress: bool = True,
+    precision: str = "auto",
+    compile: bool = False,
 ) -> tuple[dict, pd.DataFrame | None, Path | None]:
     """Evaluate a model on a labelled table.
 
@@ -109,6 +111,9 @@ def evaluate(
     output_directory : path, optional
         Writes ``test_statistics.json``, ``errors.csv`` and, with ``collect_predictions``,
         ``predictions.parquet`` / ``predictions.csv`` (predictions plus the true label).
+    precision, compile
+        How the model runs (see `soundscape.torch.predict.predict`); recorded in the
+        predictions' ``attrs["summary"]``.
 
     Returns
     -------
@@ -134,7 +139,9 @@ def evaluate(
         raise AudioFileError(f"{table.source}: no row with readable audio")
     out_name, out_meta = output_info(conf, meta)
     batch = batch_size or conf["trainer"]["batch_size"]
-    s, probs = split_statistics(detector, data, out_meta, batch, resolve_device(device))
+    run = {}
+    s, probs = split_statistics(detector, data, out_meta, batch, resolve_device(device), precision,
+                                compile, summary=run)
     stats = {out_name: s, "combined": {"loss": s["loss"]}}
     preds = None
     if collect_predictions:  # every input row; unreadable ones with empty predictions and an error
@@ -143,6 +150,7 @@ def evaluate(
         for col in truth:
             if col in frame.columns:
                 preds[col] = frame[col].to_numpy()
+        preds.attrs["summary"] = run
     out_dir = None
     if output_directory is not None:
         out_dir = Path(output_directory)
@@ -202,6 +210,8 @@ def predict(
     batch_size: int | None = None,
     clip_overlap: float = 0.0,
     progress: bool = True,
+    precision: str = "auto",
+    compile: bool = False,
 ) -> tuple[pd.DataFrame, Path | None]:
     """Predict a table of audio files, or every recording in a folder.
 
@@ -210,6 +220,10 @@ def predict(
     A folder is searched recursively for audio files; each recording is cut into windows of
     the model's clip length (``clip_overlap`` seconds overlapping; the last window
     zero-padded) and every window is predicted (see :func:`predict_folder`).
+
+    ``precision`` and ``compile`` say how the model runs (see
+    `soundscape.torch.predict.predict`); the choice is in the predictions'
+    ``attrs["summary"]``.
 
     Returns
     -------
@@ -223,7 +237,8 @@ def predict(
     detector = _detector(model)
     if not isinstance(dataset, pd.DataFrame) and Path(str(dataset)).is_dir():
         preds = predict_folder(detector, dataset, clip_overlap, device, batch_size, progress,
-                               output_directory=output_directory)
+                               output_directory=output_directory, precision=precision,
+                               compile=compile)
         failures = None
     else:
         table, conf, meta = _table_and_interface(detector, dataset, base_dir, data_root)
@@ -234,8 +249,10 @@ def predict(
         out_name, out_meta = output_info(conf, meta)
         batch = batch_size or conf["trainer"]["batch_size"]
         logits = np.zeros((0, len(detector.classes)), np.float32)
-        if data.dataset is not None:
-            logits, _ = predict_rows(detector, data, batch, device)  # NaN rows: failed when scored
+        run = {}
+        if data.dataset is not None:  # NaN rows: failed when scored
+            logits, _ = predict_rows(detector, data, batch, device, summary=run, precision=precision,
+                                     compile=compile)
         # one row per input: unreadable ones with empty scores and the reason
         preds = _every_row(table.frame, conf, out_meta, out_name, data,
                            probabilities(out_meta, logits))
@@ -247,6 +264,7 @@ def predict(
             first = rows_text([table.frame.index[data.failed_rows[0]]], table.source)
             raise AudioFileError(f"{table.source}: {len(failures)} of {len(failures)} audio file(s) "
                                  f"could not be read; first ({first}): {reason}")
+        preds.attrs["summary"] = run
     out_dir = None
     if output_directory is not None:
         out_dir = Path(output_directory)
@@ -259,6 +277,7 @@ def predict(
 def predict_folder(
     model, folder, clip_overlap: float = 0.0, device=None, batch_size: int | None = None,
     progress: bool = True, output_directory: str | os.PathLike | None = None,
+    precision: str = "auto", compile: bool = False,
 ) -> pd.DataFrame:
     """Predict every window of every recording under ``folder`` with `predict_recordings`.
 
@@ -282,7 +301,8 @@ def predict_folder(
         detector, folder, clip_overlap=clip_overlap, final_clip="extend",
         batch_size=batch_size or conf["trainer"]["batch_size"], device=device, num_workers=0,
         activation=None, progress="always" if progress else False,
-        output_dir=None if output_directory is None else Path(output_directory) / "scores")
+        output_dir=None if output_directory is None else Path(output_directory) / "scores",
+        precision=precision, compile=compile)
     errors = scores.attrs.get("errors") or []
     if output_directory is not None:  # the failed recordings, beside the predictions
         _write_errors([(e["file"], e["error"]) for e in errors], Path(output_directory),
@@ -295,7 +315,9 @@ def predict_folder(
                     errors[0]["file"], errors[0]["error"])
     frame = predictions_frame(out_meta, out_name, probabilities(out_meta, scores.to_numpy(np.float32)))
     index = scores.index.to_frame(index=False)
-    return pd.concat([index[["file", "start_time", "end_time"]], frame], axis=1)
+    result = pd.concat([index[["file", "start_time", "end_time"]], frame], axis=1)
+    result.attrs["summary"] = scores.attrs.get("summary", {})
+    return result
 
 
 __all__ += ["SPLIT_CHOICES"]

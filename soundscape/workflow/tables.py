@@ -173,15 +173,18 @@ class _Positions(torch.utils.data.Dataset):
         return self.dataset.clip_path(i)
 
 
-def predict_rows(detector: Detector, data: ConfigData, batch_size: int = 32, device=None
-                 ) -> tuple[np.ndarray, list[tuple[int, str]]]:
+def predict_rows(detector: Detector, data: ConfigData, batch_size: int = 32, device=None,
+                 summary: dict | None = None, **options) -> tuple[np.ndarray, list[tuple[int, str]]]:
     """(logits of every kept row, NaN where its clip could not be loaded; those (position, reason)).
 
     Header checks catch most unreadable files up front; this catches the rest (a file
-    whose samples cannot be decoded, NaN samples), so each row keeps its place.
+    whose samples cannot be decoded, NaN samples), so each row keeps its place. `options`
+    go to `predict` (``precision``, ``compile``); `summary` receives its ``attrs["summary"]``.
     """
     result = predict_clips(detector, _Positions(data.dataset), batch_size=batch_size,
-                           activation=None, device=device)
+                           activation=None, device=device, **options)
+    if summary is not None:
+        summary.update(result.attrs.get("summary", {}))
     logits = np.full((len(data.dataset), len(detector.classes)), np.nan, dtype=np.float32)
     done = np.asarray(result.index, dtype=np.int64)
     logits[done] = result.to_numpy(np.float32)
@@ -198,13 +201,16 @@ def predict_rows(detector: Detector, data: ConfigData, batch_size: int = 32, dev
 
 
 def split_statistics(detector: Detector, data: ConfigData, out_meta: dict, batch_size: int = 32,
-                     device=None) -> tuple[dict, np.ndarray]:
+                     device=None, precision: str = "auto", compile: bool = False,
+                     summary: dict | None = None) -> tuple[dict, np.ndarray]:
     """(statistics, probabilities) of `detector` on a split with targets (one predictor).
 
     Clips that fail to load when scored get NaN probabilities, are left out of the
-    statistics and are added to ``data.failures``.
+    statistics and are added to ``data.failures``. `summary`, a dict, receives the
+    predictor's ``attrs["summary"]`` (how the model ran).
     """
-    logits, _ = predict_rows(detector, data, batch_size, device)
+    logits, _ = predict_rows(detector, data, batch_size, device, summary=summary,
+                             precision=precision, compile=compile)
     probs = probabilities(out_meta, logits)
     ok = ~np.isnan(logits).any(axis=1)
     logits = logits[ok]

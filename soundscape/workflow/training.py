@@ -125,6 +125,7 @@ def train(
     progress: bool = True,
     resume_from: str | os.PathLike | None = None,
     small_data_warning: bool = True,
+    precision: str | None = None,
 ) -> TrainResults:
     """Train the model a config describes.
 
@@ -151,6 +152,8 @@ def train(
         Warn once when the validation split has fewer than 20 rows or fewer than 5 of a
         class (see `soundscape.torch.train.train`); `kfold_cross_validate` turns it off for
         its folds.
+    precision : {"auto", "fp32", "bf16", "fp16"}, optional
+        Number format of training; default the config's ``trainer.precision`` ("auto").
 
     Returns
     -------
@@ -160,6 +163,8 @@ def train(
     cfg = load_config(config)
     conf = cfg.to_dict()
     trainer = conf["trainer"]
+    if precision is not None:  # the command line's --precision wins over the config
+        trainer["precision"] = precision
     device = resolve_device(device)
     if resume_from is not None:  # before any audio is read: can the run's files be written?
         check_writable(_run_of(Path(resume_from)), "run folder to resume")
@@ -203,7 +208,7 @@ def train(
     try:
         return _train_and_save(conf, trainer, table, full, parts, data, usable, metadata, network,
                                out_name, out_meta, run_dir, save_dir, device, progress, resume_from,
-                               started, description)
+                               started, description, small_data_warning)
     except BaseException as exc:
         if run_dir is not None:
             _mark_incomplete(run_dir, description, exc, data)
@@ -215,7 +220,7 @@ def train(
 
 def _train_and_save(conf, trainer, table, full, parts, data, usable, metadata, network, out_name,
                     out_meta, run_dir, save_dir, device, progress, resume_from, started,
-                    description) -> TrainResults:
+                    description, small_data_warning: bool = True) -> TrainResults:
     """The training loop, then the run folder's files (the second half of `train`)."""
     valid = usable.get("validation", usable["training"])
     if "validation" not in usable:
@@ -235,15 +240,17 @@ def _train_and_save(conf, trainer, table, full, parts, data, usable, metadata, n
         early_stopping=trainer["early_stop"], restore_best=True,
         test_dataset=usable["test"].dataset if "test" in usable else None,
         metadata={"output_feature": out_name, "output_type": out_meta["type"]},
-        small_data_warning=small_data_warning and "validation" in usable)
+        small_data_warning=small_data_warning and "validation" in usable,
+        precision=trainer.get("precision", "auto"))
     network.eval().cpu()
     best = int(history.attrs["best_epoch"] if history.attrs["best_epoch"] is not None else len(history) - 1)
     summary = {"epochs_run": int(len(history)), "best_epoch": best + 1,
                "stopped_early": bool(history.attrs["stopped_early"]),
-               "seconds": round(time.time() - started, 2)}
+               "seconds": round(time.time() - started, 2),
+               "precision": history.attrs.get("precision", trainer.get("precision", "auto"))}
     stats = _ludwig_statistics(history, out_name, usable)
     stats["summary"] = summary
-    detector = make_detector(network, {"training": summary})
+    detector = make_detector(network, {"training": summary, "precision": summary["precision"]})
     test_stats = None
     if "test" in usable:
         s, _ = split_statistics(detector, usable["test"], out_meta, trainer["batch_size"])
