@@ -1,4 +1,5 @@
-# Quick start:  make demo   (set up, then train the woodcock detector on sample_data/)
+# Quick start:  make demo   (set up, then the whole job on sample_data/: train the woodcock detector,
+#                           choose its threshold on held-out clips, detect peents in the field recording)
 #               make test   (set up, then run the test suite)
 PYTHON ?= python3
 VENV ?= .venv

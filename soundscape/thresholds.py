@@ -49,7 +49,8 @@ def small_data_message(what: str, n_clips: int, per_class: dict[str, int],
     if n_clips >= MIN_CLIPS and not few:
         return None
     counts = ", ".join(f"{n} {c!r}" for c, n in per_class.items())
-    return (f"{what} has only {n_clips} clips ({counts}); with fewer than {MIN_CLIPS} clips or "
+    clips = "clip" if n_clips == 1 else "clips"
+    return (f"{what} has only {n_clips} {clips} ({counts}); with fewer than {MIN_CLIPS} clips or "
             f"{MIN_PER_CLASS} of a class, one clip more or less changes the metrics a lot, so "
             f"they say little about new data: {suggestion}")
 

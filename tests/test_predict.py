@@ -337,3 +337,40 @@ def test_chunks_equal_the_whole_file_resampled(tmp_path, file_rate, channels):
     with ChunkReader(plan, RATE) as reader:
         for start, stop in [(0, 5000), (12345, 54321), (len(whole) - 3000, len(whole)), (7, len(whole))]:
             np.testing.assert_allclose(reader.read(start, stop), whole[start:stop], atol=1e-6)
+
+
+def test_scores_carry_the_model_band_to_the_detection_boxes(tmp_path):
+    from soundscape.detections import detections
+
+    sf.write(tmp_path / "r.wav", _tones(6.0), RATE)
+    full = predict_recordings(_detector(), [tmp_path / "r.wav"], progress=False)
+    assert full.attrs["frequency_band"] == (0.0, RATE / 2)  # no band: 0 to the model's Nyquist
+    banded = _detector(PREP.replace(min_frequency=1000.0, max_frequency=5000.0))
+    out = tmp_path / "out"
+    scores = predict_recordings(banded, [tmp_path / "r.wav"], output_dir=out, progress=False)
+    assert scores.attrs["frequency_band"] == (1000.0, 5000.0)
+    assert read_scores(out).attrs["frequency_band"] == (1000.0, 5000.0)
+    events = detections(scores, threshold=float(scores["song"].min()))
+    assert len(events) and (events["low_f"] == 1000.0).all() and (events["high_f"] == 5000.0).all()
+
+
+def test_predict_gives_a_dataset_without_preprocessing_arguments_the_models(tmp_path):
+    from soundscape.datasets import SingleTargetAudioDataset
+
+    det = _detector()
+    paths = []
+    for i in range(3):
+        sf.write(tmp_path / f"c{i}.wav", _tones(1.0, seed=i), RATE)
+        paths.append(str(tmp_path / f"c{i}.wav"))
+    table = pd.DataFrame({"file": paths})
+    plain = SingleTargetAudioDataset(table, {0: "song", 1: "noise"}, filename_column="file")
+    before = plain.preprocessing
+    result = predict(det, plain, activation=None)
+    assert plain.preprocessing == before  # the caller's dataset is not changed
+    np.testing.assert_allclose(result.to_numpy(), predict(det, paths, activation=None).to_numpy(),
+                               atol=1e-5)
+    given = SingleTargetAudioDataset(table, {0: "song", 1: "noise"}, filename_column="file",
+                                     height=40)  # its own preprocessing: used as given
+    assert given.preprocessing_given
+    with pytest.raises(RuntimeError):  # 3-channel images into the 1-channel model
+        predict(det, given, activation=None)

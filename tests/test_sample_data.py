@@ -116,6 +116,28 @@ def test_loudness_alone_does_not_separate_classes(generated):
     assert present.min() < np.median(absent)
 
 
+def test_clips_and_recording_share_one_site(generated):
+    """Same recorder noise: above every sound source (9.5-10.5 kHz) only the self-noise is
+    left, and it must be as loud in the clips as in the recording (a model trained on the
+    clips would otherwise learn the noise floor); same peent distances too."""
+    _, paths = generated
+    labels = pd.read_csv(paths["labels"])
+
+    def floor_db(x):
+        times, band = band_energy(x, 22050, 9500, 10500)
+        return 10 * np.log10(np.median(band))
+
+    clips = [floor_db(sf.read(paths["labels"].parent / f)[0]) for f in labels.filename]
+    recording, sr = sf.read(paths["field_recording"])
+    stretches = [floor_db(recording[i * sr:(i + 2) * sr]) for i in range(0, 600, 20)]
+    assert abs(np.median(clips) - np.median(stretches)) < 3.0
+    assert max(clips) < np.median(stretches) + 6.0
+    plan = sd.clip_plan(sd.DEFAULT_SEED)
+    songs = plan[plan.sound_type == "song"]
+    distances = [sd._distance(level) for level in songs.peent_db]
+    assert min(distances) < 0.2 and max(distances) > 0.5  # near and far birds, as in the recording
+
+
 def test_raven_table_matches_recording(generated):
     _, paths = generated
     table = pd.read_csv(paths["selections"], sep="\t")

@@ -360,7 +360,8 @@ def read_scores(output_dir: str | Path) -> pd.DataFrame:
     class, in manifest order. The manifest is checked against the score files: a
     recording in the manifest whose score file is missing, and a score file the
     manifest does not list (a job stopped between writing it and recording it, or a
-    concurrent job is writing it now), are left out with a warning naming them.
+    concurrent job is writing it now), are left out with a warning naming them; ``attrs["frequency_band"]`` is the model's band
+    (from ``run.json``), as `predict_recordings` gives it.
     """
     root = Path(output_dir)
     manifest = root / "manifest.jsonl"
@@ -386,4 +387,20 @@ def read_scores(output_dir: str | Path) -> pd.DataFrame:
     tables = [read_table(root / out) for out in outputs.values() if (root / out).is_file()]
     if not tables:
         return pd.DataFrame(index=pd.MultiIndex.from_arrays([[], [], []], names=INDEX))
-    return pd.concat(tables)
+    table = pd.concat(tables)
+    band = _run_band(root / "run.json")
+    if band is not None:
+        table.attrs["frequency_band"] = band
+    return table
+
+
+def _run_band(run: Path) -> tuple[float, float] | None:
+    """(low, high) Hz the model of a run saw, from its run.json preprocessing, or None."""
+    try:
+        prep = json.loads(run.read_text(encoding="utf-8"))["preprocessing"]
+        rate = float(prep["sample_rate"])
+        low = 0.0 if prep.get("min_frequency") is None else float(prep["min_frequency"])
+        high = rate / 2 if prep.get("max_frequency") is None else float(prep["max_frequency"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return low, min(high, rate / 2)
