@@ -360,8 +360,9 @@ def read_scores(output_dir: str | Path) -> pd.DataFrame:
     class, in manifest order. The manifest is checked against the score files: a
     recording in the manifest whose score file is missing, and a score file the
     manifest does not list (a job stopped between writing it and recording it, or a
-    concurrent job is writing it now), are left out with a warning naming them; ``attrs["frequency_band"]`` is the model's band
-    (from ``run.json``), as `predict_recordings` gives it.
+    concurrent job is writing it now), are left out with a warning naming them.
+    ``attrs["frequency_band"]`` is the model's band (from ``run.json``), as
+    `predict_recordings` gives it.
     """
     root = Path(output_dir)
     manifest = root / "manifest.jsonl"
