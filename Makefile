@@ -8,10 +8,25 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test clean
 
+TORCH_VERSION ?= 2.14.1
+TORCHVISION_VERSION ?= 0.29.1
+# Extra package index to look for the CPU build of PyTorch in (optional; pip's own
+# configuration is always used): make setup TORCH_INDEX=<index URL>
+TORCH_INDEX ?=
+
+# PyTorch: on a machine without an NVIDIA GPU, the CPU build (torch==X+cpu: ~220 MiB resident
+# after import instead of ~700 MiB for the CUDA build, and a far smaller download) when the
+# configured package sources have it; otherwise, silently, the plain torch==X wheel.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
+	@if ! nvidia-smi -L >/dev/null 2>&1 && $(PY) -m pip install -q \
+	    $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) \
+	    "torch==$(TORCH_VERSION)+cpu" "torchvision==$(TORCHVISION_VERSION)+cpu" >/dev/null 2>&1; then \
+	  echo "installed the CPU build of torch $(TORCH_VERSION) (no GPU found)"; \
+	else \
+	  $(PY) -m pip install torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION); \
+	fi
 	$(PY) -m pip install -e ".[dev,birdnet,onnx,indices,cams,metadata]"
 	touch $(STAMP)
 

@@ -21,6 +21,8 @@ Usage::
     .venv/bin/python benchmarks/accuracy.py --ablation # + ESC-10 without the recipe: ~30 min
     .venv/bin/python benchmarks/accuracy.py --quick    # one fold, few epochs: ~1 min smoke run
     .venv/bin/python benchmarks/accuracy.py --only fsdd finch --seed 1
+    .venv/bin/python benchmarks/accuracy.py --only esc10_precision --folds 1 2 --merge
+        # ESC-10 trained in fp32 and in bf16, same folds and seeds (into accuracy.json)
 """
 
 from __future__ import annotations
@@ -70,6 +72,10 @@ def warm_cache(preprocessing, items: list, batch: int = 64) -> float:
     return time.perf_counter() - started
 
 
+#: number format of every training run here (--precision); "auto" is bf16 on CPUs with native bf16
+PRECISION = {"value": "auto"}
+
+
 def fit(model, train_ds, valid_ds, optimizer_kw: dict, epochs: int, seed: int, recipe: Recipe,
         loss_fn, batch_size: int = 32) -> tuple[pd.DataFrame, float, float]:
     """`train()` with the recipe; returns (history, CPU seconds, wall seconds)."""
@@ -79,7 +85,7 @@ def fit(model, train_ds, valid_ds, optimizer_kw: dict, epochs: int, seed: int, r
         history = train(tmp, model, train_ds, valid_ds, optimizer, loss_fn, epochs=epochs,
                         batch_size=batch_size, num_workers=0, log_every=epochs, seed=seed,
                         progress_bar=False, print_logging=False, device="cpu",
-                        **recipe.to_dict())
+                        precision=PRECISION["value"], **recipe.to_dict())
     return history, time.process_time() - cpu, time.perf_counter() - wall
 
 
@@ -109,7 +115,7 @@ def esc10(args, recipe: Recipe = ESC_RECIPE, augmented: bool = True) -> dict:
     cache_s = warm_cache(prep, list(df["path"]))
     augs = [augment.TimeShift(0.5), augment.SpecAugment(2, 2, 0.1)] if augmented else []
     epochs = 3 if args.quick else args.esc_epochs
-    folds = [1] if args.quick else [1, 2, 3, 4, 5]
+    folds = [1] if args.quick else (args.folds or [1, 2, 3, 4, 5])
     per_fold, cpu_total, wall_total = {}, 0.0, 0.0
     model = None
     for fold in folds:
@@ -130,7 +136,7 @@ def esc10(args, recipe: Recipe = ESC_RECIPE, augmented: bool = True) -> dict:
               flush=True)
     accs = np.array(list(per_fold.values()))
     return {"accuracy_per_fold": per_fold, "accuracy_mean": float(accs.mean()),
-            "accuracy_std": float(accs.std()), "cpu_seconds": cpu_total,
+            "accuracy_std": float(accs.std()), "precision": PRECISION["value"], "cpu_seconds": cpu_total,
             "wall_seconds": wall_total, "spectrogram_seconds": cache_s,
             "protocol": "official folds; train on the other 4, test on this one; final-epoch "
                         "weights from random initialisation",
@@ -143,6 +149,30 @@ def esc10_plain(args) -> dict:
     out = esc10(args, Recipe(), augmented=False)
     out["protocol"] += "; ablation: no augmentation, no mixup, constant learning rate"
     return out
+
+
+def esc10_precision(args) -> dict:
+    """ESC-10 trained in fp32 and in bf16 (autocast + channels-last), same folds, seeds and recipe."""
+    before = PRECISION["value"]
+    runs = {}
+    try:
+        for precision in ("fp32", "bf16"):
+            PRECISION["value"] = precision
+            runs[precision] = esc10(args)
+    finally:
+        PRECISION["value"] = before
+    diffs = [runs["bf16"]["accuracy_per_fold"][f] - runs["fp32"]["accuracy_per_fold"][f]
+             for f in runs["fp32"]["accuracy_per_fold"]]
+    n_test = 80  # clips per ESC-10 fold
+    return {"runs": {p: {k: r[k] for k in ("accuracy_per_fold", "accuracy_mean", "accuracy_std",
+                                            "precision", "cpu_seconds", "wall_seconds")}
+                     for p, r in runs.items()},
+            "bf16_minus_fp32_per_fold": diffs, "bf16_minus_fp32_mean": float(np.mean(diffs)),
+            "noise": f"one fold's test set is {n_test} clips: one clip is {1 / n_test:.4f} of accuracy; "
+                     "the fp32 runs' fold-to-fold spread is accuracy_std",
+            "wall_speedup_bf16": runs["fp32"]["wall_seconds"] / runs["bf16"]["wall_seconds"],
+            "protocol": "as esc10; only the number format of training differs",
+            "recipe": runs["fp32"]["recipe"], "epochs": runs["fp32"]["epochs"]}
 
 
 # --------------------------------------------------------------------------- FSDD
@@ -279,7 +309,7 @@ def imagenet(args) -> dict:
 
 # --------------------------------------------------------------------------- main
 SECTIONS = {"esc10": esc10, "fsdd": fsdd, "finch": finch, "imagenet": imagenet,
-            "esc10_plain": esc10_plain}
+            "esc10_plain": esc10_plain, "esc10_precision": esc10_precision}
 DEFAULT_SECTIONS = ["esc10", "fsdd", "finch", "imagenet"]
 
 
@@ -296,14 +326,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--fsdd-epochs", type=int, default=15)
     parser.add_argument("--finch-epochs", type=int, default=15)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="number format of training (default auto: bf16 on CPUs with native bf16)")
+    parser.add_argument("--folds", type=int, nargs="+", help="ESC-10 folds to run (default all 5)")
+    parser.add_argument("--merge", action="store_true",
+                        help="update the sections run in an existing --out file instead of replacing it")
     args = parser.parse_args(argv)
+    PRECISION["value"] = args.precision
     if not DATA.is_dir():
         sys.exit(f"real recordings not found: {DATA} (the shared/data folder beside the checkout)")
     torch.set_num_threads(args.threads)
     set_default_cache(ClipCache(None, memory_bytes=2 * 2**30))  # memory only, nothing on disk
     load_before = os.getloadavg()
     started_cpu, started = time.process_time(), time.perf_counter()
-    results = {"seed": args.seed, "quick": args.quick, "threads": args.threads}
+    results = {"seed": args.seed, "quick": args.quick, "threads": args.threads,
+               "precision": args.precision}
     for name in args.only or DEFAULT_SECTIONS + (["esc10_plain"] if args.ablation else []):
         results[name] = SECTIONS[name](args)
     results.update({
@@ -313,6 +350,13 @@ def main(argv: list[str] | None = None) -> dict:
                     "torch": torch.__version__, "load_average_before": load_before,
                     "load_average_after": os.getloadavg()},
     })
+    if args.merge and args.out.exists():
+        merged = json.loads(args.out.read_text(encoding="utf-8"))
+        ran = [k for k in results if k in SECTIONS]
+        merged.update({k: results[k] for k in ran})
+        merged.setdefault("runs_merged", []).append({"sections": ran, **{k: results[k] for k in (
+            "seed", "quick", "threads", "precision", "total_wall_seconds", "machine")}})
+        results = merged
     args.out.write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(f"wrote {args.out}")
     return results

@@ -376,11 +376,8 @@ def _embed(args) -> int:
     return run_embed(args)
 
 
-_COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "birdnet": _birdnet,
-             "embed": _embed, "activity": _activity, "visualize": _visualize, "config": _config,
-             "datasets": _datasets}
 _COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "export": _export,
-             "visualize": _visualize,
+             "birdnet": _birdnet, "embed": _embed, "activity": _activity, "visualize": _visualize,
              "config": _config, "datasets": _datasets}
 
 

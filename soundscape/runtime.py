@@ -272,11 +272,30 @@ class ThreadTuner:
 
     ``threads()`` is the count for the next batch; ``record(n, seconds)`` reports a batch
     of `n` inputs that took `seconds` (wall time since the previous one, waiting included).
-    The first batch is not counted (warm-up, compilation).
+    The first batch is not counted (warm-up, compilation). A trial costs little on long
+    runs, but a slow candidate's batch can take twice as long, so the first candidate is the
+    previous winner in this process, or (first run) all CPUs on a quiet machine and the
+    fewest on one whose load average already exceeds its CPUs.
     """
 
-    def __init__(self, candidates: list[int], trial: int = 2, period: int = 40):
-        self.candidates = list(dict.fromkeys(int(c) for c in candidates))
+    #: the count that won last in this process: the next run starts with it
+    last_choice: dict = {}
+
+    def __init__(self, candidates: list[int], trial: int = 1, period: int = 40):
+        candidates = list(dict.fromkeys(int(c) for c in candidates))
+        key = tuple(sorted(candidates))
+        first = self.last_choice.get(key)
+        if first is None and len(candidates) > 1:
+            try:  # a machine already busier than its CPUs: fewer threads first
+                busy = os.getloadavg()[0] >= max(candidates)
+            except OSError:
+                busy = False
+            first = min(candidates) if busy else max(candidates)
+        if first in candidates:
+            candidates.remove(first)
+            candidates.insert(0, first)
+        self._key = key
+        self.candidates = candidates
         self.trial, self.period = int(trial), int(period)
         self.rates: dict[int, float] = {}
         self.batches: dict[int, int] = {}
@@ -313,6 +332,7 @@ class ThreadTuner:
             # the same choice again: measure less often (up to 8 periods); a change: as often as at first
             self._span = min(8, getattr(self, "_span", 1) * 2) if best == getattr(self, "_best", None) else 1
             self._best = self._current = best
+            self.last_choice[self._key] = best
             self._left, self._trying = self.period * self._span, False
         else:  # the period is over: measure again
             self._start_trials()

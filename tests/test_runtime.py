@@ -159,11 +159,15 @@ def test_int8_is_for_prediction_on_the_cpu_only(trained_model, tmp_path, monkeyp
 
 
 # --------------------------------------------------------------------------- threads
-def test_thread_tuner_keeps_the_faster_count_and_measures_again():
+def test_thread_tuner_keeps_the_faster_count_and_measures_again(monkeypatch):
+    import os
+
     from soundscape.runtime import ThreadTuner, thread_candidates
 
     assert thread_candidates(2) == [2, 1] and thread_candidates(1) == [1]
     assert thread_candidates(16) == [16, 15, 8]
+    ThreadTuner.last_choice.clear()
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))  # a quiet machine: all CPUs first
     tuner = ThreadTuner([2, 1], trial=2, period=3)
     used = []
     for _ in range(40):
@@ -173,6 +177,10 @@ def test_thread_tuner_keeps_the_faster_count_and_measures_again():
     assert used[:5] == [2, 2, 2, 1, 1]  # warm-up, then two trial batches of each
     assert used.count(1) > 3 * used.count(2)
     assert tuner.summary() == {"threads": 1, "threads_clips_per_s": {"1": 32.0, "2": 16.0}}
+    assert ThreadTuner([2, 1]).threads() == 1  # the next run in this process starts with the winner
+    ThreadTuner.last_choice.clear()
+    monkeypatch.setattr(os, "getloadavg", lambda: (5.0, 5.0, 5.0))  # busier than 2 CPUs
+    assert ThreadTuner([2, 1]).threads() == 1
     single = ThreadTuner([1])
     single.record(16, 1.0)
     single.record(16, 1.0)

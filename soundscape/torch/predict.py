@@ -632,6 +632,7 @@ def predict_recordings(
             if st is not None and st["produced"] and st["filled"] == len(st["plan"]):
                 finish(k)
 
+    timing = {"wait": 0.0, "model": 0.0}
     try:
         with torch.inference_mode(), torch_threads(threads):
             last = time.perf_counter()
@@ -639,8 +640,11 @@ def predict_recordings(
                 if kind == "batch":
                     if tuner is not None:
                         torch.set_num_threads(tuner.threads())
+                    got = time.perf_counter()
                     run_batch(k, payload)
                     now = time.perf_counter()
+                    timing["wait"] += got - last  # waiting for the producer (and bookkeeping)
+                    timing["model"] += now - got
                     if tuner is not None:
                         tuner.record(len(payload), now - last)
                     last = now
@@ -679,6 +683,8 @@ def predict_recordings(
         **(tuner.summary() if tuner is not None else {}),
         "stft_dtype": str(stft_dtype).replace("torch.", ""),
         "runner_setup_seconds": round(runner_setup, 3),  # int8 calibration, ONNX export (compiling: 1st batch)
+        # where the model's thread spent the run: scoring batches, or waiting for the next one
+        "model_seconds": round(timing["model"], 3), "input_wait_seconds": round(timing["wait"], 3),
         "n_claimed_by_other_jobs": n_claimed_elsewhere,
     }
     table.attrs["errors"] = error_list

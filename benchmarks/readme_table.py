@@ -1,0 +1,91 @@
+"""Print the README's "Fast inference" table from ``benchmarks/results.json`` (markdown).
+
+Usage::
+
+    .venv/bin/python benchmarks/readme_table.py            # prints the table
+    .venv/bin/python benchmarks/readme_table.py --update   # rewrites it in README.md
+
+The table lies between the ``<!-- compare-table -->`` and ``<!-- /compare-table -->``
+markers of README.md; nothing else there is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- compare-table -->", "<!-- /compare-table -->"
+NAMES = {"fp32": "fp32", "bf16": "bf16 autocast + channels-last", "bf16+compile": "bf16 + torch.compile",
+         "int8": "int8 (torch.ao x86, calibrated)", "onnxruntime": "ONNX Runtime (fp32)"}
+
+
+def _f(value, digits=1, suffix=""):
+    return "-" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def table(results: dict) -> str:
+    compare = results.get("compare") or {}
+    lines = []
+    if compare.get("cases"):
+        rec = compare["recording"]
+        before, after = compare.get("load_average_before"), compare.get("load_average_after")
+        lines += [
+            f"Prediction: ResNet18 (224x224x3, 5-s windows), {rec['minutes']:g}-minute {rec['sample_rate']} Hz "
+            f"recording, batch {compare['batch_size']}; {compare['rounds']} round(s) per case, bare model "
+            f"measured before and after each. Load average {before[0]:.1f} before, {after[0]:.1f} after "
+            f"({compare['started']}).",
+            "",
+            "| model runs as | pipeline clips/s | bare model clips/s | pipeline / bare | CPU-time ratio "
+            "| max abs score diff vs fp32 | peak RSS MiB |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for c in compare["cases"]:
+            name = NAMES.get(c["case"], c["case"])
+            if "error" in c:
+                lines.append(f"| {name} | failed: see results.json | | | | | |")
+                continue
+            diff = c.get("max_abs_score_diff_vs_fp32")
+            lines.append(f"| {name} | {_f(c['clips_per_s'])} | {_f(c['bare_clips_per_s'])} | "
+                         f"{_f(100 * c['ratio'], 0, ' %')} | {_f(c.get('cpu_ratio'), 2)} | "
+                         f"{'-' if diff is None or c['case'] == 'fp32' else f'{diff:.4f}'} | "
+                         f"{_f(c.get('peak_rss_mib'), 0)} |")
+    training = results.get("training_compare") or {}
+    if "fp32" in training and "bf16" in training:
+        lines += [
+            "",
+            f"Training: ResNet18 on ESC-10 folds 1-4 ({training['train_clips']} clips) + "
+            f"{training['valid_clips']} validation clips, one epoch with the cache warm, batch "
+            f"{training['batch_size']}.",
+            "",
+            "| precision | train() epoch s | bare fwd+bwd s | epoch / bare |",
+            "|---|---|---|---|",
+        ]
+        for p in ("fp32", "bf16"):
+            t = training[p]
+            lines.append(f"| {p} | {_f(t['epoch_s'])} | {_f(t['bare_s'])} | {_f(t['ratio'], 2)} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results.json"))
+    ap.add_argument("--update", action="store_true", help="rewrite the table in README.md")
+    args = ap.parse_args(argv)
+    text = table(json.loads(Path(args.results).read_text()))
+    if not args.update:
+        print(text)
+        return
+    readme = ROOT / "README.md"
+    doc = readme.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+    if not pattern.search(doc):
+        raise SystemExit(f"README.md has no {START} ... {END} markers")
+    readme.write_text(pattern.sub(lambda _: f"{START}\n{text}\n{END}", doc), encoding="utf-8")
+    print("updated README.md")
+
+
+if __name__ == "__main__":
+    main()
