@@ -187,6 +187,8 @@ def test_defaults_filled():
         "label_smoothing": 0.0,
         "mixup_alpha": 0.0,
         "class_balance": None,
+        "augmentation": {"time_masks": 0, "frequency_masks": 0, "max_mask_fraction": 0.1,
+                         "add_noise": False},
         "precision": "auto",
     }
     assert cfg.split == {"type": "random", "probabilities": [0.7, 0.1, 0.2]}
