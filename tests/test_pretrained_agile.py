@@ -192,9 +192,13 @@ def test_head_on_an_onnx_backbone_is_a_self_contained_model_file(labels, tmp_pat
         torch.onnx.export(Encoder().eval(), (torch.randn(2, 44100),), buffer, dynamo=False,
                           input_names=["waveform"], output_names=["embedding"],
                           dynamic_axes={"waveform": {0: "batch"}, "embedding": {0: "batch"}})
+    (tmp_path / "encoder.onnx").write_bytes(buffer.getvalue())
     backbone = OnnxBackbone(buffer.getvalue(), sample_rate=22050, clip_duration=2.0)
     files = labels.file.tolist()[:8]
+    by_name = soundscape.embed("onnx", files[:4], progress=False, backbone_kwargs={
+        "path": tmp_path / "encoder.onnx", "sample_rate": 22050, "clip_duration": 2.0})
     store = soundscape.embed(backbone, files[:4], output_dir=tmp_path / "emb", progress=False)
+    np.testing.assert_allclose(store.to_pandas().to_numpy(), by_name.to_numpy(), atol=1e-6)
     store = soundscape.embed(backbone, files, output_dir=tmp_path / "emb", progress=False)
     assert store.summary["n_skipped"] == 4 and len(store) == 8
     x = store.to_pandas()

@@ -68,14 +68,16 @@ def embed(
     final_clip: str | None = "remainder",
     overwrite: bool = False,
     chunk_duration: float = 60.0,
+    backbone_kwargs: dict | None = None,
 ) -> "EmbeddingStore | pd.DataFrame":
     """Embeddings of every window of every recording, through `predict_recordings`.
 
     Parameters
     ----------
     backbone : str or Backbone
-        A registry name (``"birdnet"``, ``"onnx"`` needs arguments: pass the object) or a
-        built backbone; windows are its `clip_duration` long, at its `sample_rate`.
+        A registry name (``"birdnet"``; ``"onnx"`` with `backbone_kwargs` ``path``,
+        ``sample_rate``, ``clip_duration``) or a built backbone; windows are its
+        `clip_duration` long, at its `sample_rate`.
     files : path, folder, glob string or list of paths
         A folder means every audio file in it, recursively.
     clip_overlap : float
@@ -97,6 +99,8 @@ def embed(
         Start over in an `output_dir` holding results of other settings.
     chunk_duration : float
         Seconds of audio read at a time.
+    backbone_kwargs : dict, optional
+        Arguments of the backbone's constructor, with a registry name.
 
     Returns
     -------
@@ -107,7 +111,7 @@ def embed(
     """
     from ..torch.predict import predict_recordings
 
-    backbone = get_backbone(backbone)
+    backbone = get_backbone(backbone, **(backbone_kwargs or {}))
     detector = embedding_detector(backbone)
     info = _info(backbone, detector)
     if output_dir is not None:
