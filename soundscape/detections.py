@@ -149,8 +149,10 @@ def _warn_long_events(events: pd.DataFrame, file_span: dict, n_windows: dict,
     warnings.warn(
         f"threshold {thresholds[e['annotation']]:g} for {e['annotation']!r} makes one event cover "
         f"{e['end_time'] - e['start_time']:.0f} of {span[i]:.0f} s of {e['file']} "
-        f"({int(long.sum())} such event(s)): the scores are at or above it almost everywhere, so "
-        "the events do not say when the species calls. Choose the threshold on held-out clips "
+        f"({int(long.sum())} such event(s)): the scores are at or above it almost everywhere. "
+        "Unless the species really calls through most of the recording, the events do not say "
+        "when it calls: the threshold is too low for these scores, or the model does not "
+        "transfer to this recording. Choose the threshold on held-out clips "
         "(soundscape.thresholds.choose_threshold), check that the model was trained on "
         "recordings like this one, and look at the scores (soundscape.visualize.plot_detections).",
         LongEventWarning, stacklevel=3)
