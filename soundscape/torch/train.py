@@ -31,7 +31,8 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from ..errors import ModelFileError, ParameterError, TrainingError
 from ..helpers import atomic_path
 from ..io import clean_stale_temp_files
-from ..runtime import default_loader_settings, resolve_device, resolve_precision, worker_init
+from ..runtime import (ThreadTuner, default_loader_settings, resolve_device, resolve_precision,
+                       thread_candidates, worker_init)
 from ..metrics import (
     array_record,
     flat_record,
@@ -124,6 +125,7 @@ class _Run:
     tracker: Any = None  # recipes.EarlyStopping of recipe.monitor
     batchnorm_1d: bool = False
     precision: Any = None  # runtime.Precision
+    tuner: Any = None  # runtime.ThreadTuner: the model's thread count, measured per batch (CPU)
     best_state: dict | None = None
     stopped_early: bool = False
 
@@ -377,10 +379,13 @@ def _run_epoch(run: _Run, epoch: int) -> dict:
     total, n, logits_all, y_all = 0.0, 0, [], []
     loader = _progress(run.train_loader, run.progress, f"epoch {epoch} train",
                        len(run.train_loader))
+    last = time.perf_counter()
     for b, (batch, failed) in enumerate(loader):
         _note_failures(run, failed)
         if batch is None or (_batch_len(batch) < 2 and run.batchnorm_1d):
             continue  # (1-d batch norm cannot train on a single example)
+        if run.tuner is not None:
+            torch.set_num_threads(run.tuner.threads())
         run.optimizer.zero_grad(set_to_none=True)
         logits, y, loss = _forward(run, batch, training=True)
         if not torch.isfinite(loss):
@@ -396,6 +401,10 @@ def _run_epoch(run: _Run, epoch: int) -> dict:
         n += len(y)
         logits_all.append(logits.detach().cpu())
         y_all.append(y.detach().cpu())
+        if run.tuner is not None:
+            now = time.perf_counter()
+            run.tuner.record(len(y), now - last)  # the step, waiting for the batch included
+            last = now
     if n == 0:
         examples = "; ".join(f"{k}: {v}" for k, v in list(run.skipped.items())[:3])
         raise TrainingError(f"epoch {epoch}: no training clip could be loaded ({examples})")
@@ -569,7 +578,9 @@ def _history_frame(run: _Run) -> pd.DataFrame:
                        skipped_errors=dict(run.skipped),
                        best_epoch=run.best_epoch, save_dir=str(run.save_dir),
                        best_model=str(run.save_dir / BEST_MODEL), stopped_early=run.stopped_early,
-                       precision=run.precision.name)
+                       precision=run.precision.name,
+                       **(run.tuner.summary() if run.tuner is not None else
+                          {"threads": torch.get_num_threads()}))
     return frame
 
 
@@ -603,6 +614,7 @@ def train(
     metadata: dict | None = None,
     precision: str = "auto",
     trusted: bool = False,
+    threads: int | None = None,
 ) -> pd.DataFrame:
     """Train `model` and keep the best one by validation macro F1.
 
@@ -661,6 +673,11 @@ def train(
         classes (not a registered architecture), which checkpoints store pickled. Loading
         pickled code runs it, so pass this only for files from a source you trust (as
         ``load_model(path, trusted=True)``). Torch/torchvision layers need no trust.
+    threads : int, optional
+        Torch threads of the training steps on a CPU. Default: measured while training
+        (`soundscape.runtime.ThreadTuner`: all CPUs, one fewer or half of them, whichever
+        runs the batches fastest; on a machine busy with other work fewer threads often
+        win); the counts tried are in ``attrs["threads_clips_per_s"]``.
 
     Returns
     -------
@@ -686,6 +703,20 @@ def train(
                  print_logging, recipe, test_dataset, metadata, precision)
     if resume_from is not None:
         _resume(run, resume_from, trusted)
+    threads_before = torch.get_num_threads()
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ParameterError(f"threads must be an integer >= 1, got {threads!r}")
+        torch.set_num_threads(threads)
+    elif run.device.type == "cpu":
+        run.tuner = ThreadTuner(thread_candidates())
+    try:
+        return _train_epochs(run, recipe, trusted)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train_epochs(run: _Run, recipe: Recipe, trusted: bool) -> pd.DataFrame:
     for epoch in range(run.start_epoch, run.epochs):
         started = time.perf_counter()
         train_out = _run_epoch(run, epoch)
