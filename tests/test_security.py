@@ -249,7 +249,7 @@ def test_untrusted_load_is_refused_without_safe_globals(tmp_path, monkeypatch):
     marker = tmp_path / "ran.txt"
     path = _hostile_model_file(tmp_path / "evil.model", RunsCode(_write_marker_code(marker)))
     monkeypatch.delattr(torch.serialization, "safe_globals")
-    with pytest.raises(ModelFileError, match=r"torch >= 2\.5.*trusted=True"):
+    with pytest.raises(ModelFileError, match=r"torch >= 2\.6.*trusted=True"):
         load_model(path)
     assert not marker.exists()
 
