@@ -259,7 +259,7 @@ def test_dependency_floor_has_safe_globals():
 
     pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
     deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
-    assert "torch>=2.5" in deps and "torchvision>=0.20" in deps
+    assert "torch>=2.6" in deps and "torchvision>=0.21" in deps  # 2.6: weights_only fix of CVE-2025-32434
     assert hasattr(torch.serialization, "safe_globals")  # the installed torch meets it
 
 
