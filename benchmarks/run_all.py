@@ -246,7 +246,8 @@ def _bare_steps_at(precision: str, n_clips: int, n_valid: int, n_classes: int) -
 def bench_training_compare(df: pd.DataFrame, quick: bool) -> dict:
     """train() epochs with the cache warm, fp32 vs bf16, each next to the bare model at its precision.
 
-    Order: bare fp32, epoch fp32, bare bf16, epoch bf16 (interleaved, one process). The cache
+    Order: bare fp32, epoch fp32, bare bf16, epoch bf16 (interleaved, one process; the bare
+    model at every thread count train() may choose, the fastest kept). The cache
     is filled before (every clip's spectrogram computed once), so an epoch is what a second
     epoch of a real run costs.
     """
@@ -268,13 +269,20 @@ def bench_training_compare(df: pd.DataFrame, quick: bool) -> dict:
     sizes = (len(train_df), len(valid_df), len(labels))
     out = {"train_clips": len(train_df), "valid_clips": len(valid_df), "model": "resnet18", "batch_size": BATCH,
            "num_workers": settings["num_workers"], "cache_warm_s": round(warm_s, 2),
-           "order": "bare fp32, epoch fp32, bare bf16, epoch bf16",
+           "order": "bare fp32 (each thread count), epoch fp32, bare bf16 (each), epoch bf16; bare_s "
+                    "is the fastest thread count",
            "opensoundscape_0_13_2_epoch_s_reported": [18, 19],
            "opensoundscape_note": "OpenSoundscape is not installed here; 18-19 s is the figure the "
                                   "issue reports for this data on this machine earlier, when the bare "
                                   "bf16 epoch took ~5.8 s; compare ratios, not seconds"}
+    from soundscape.runtime import thread_candidates
+
     for precision in ("fp32", "bf16"):
-        bare = _bare_steps_at(precision, *sizes)
+        bare_by_threads = {}
+        for t in thread_candidates():  # the bare model at every count train() may pick
+            with _threads(t):
+                bare_by_threads[t] = _bare_steps_at(precision, *sizes)
+        bare = min(bare_by_threads.values())
         torch.manual_seed(0)
         model = resnet18(len(labels))
         save_dir = WORK / f"train_compare_{precision}"
@@ -285,6 +293,9 @@ def bench_training_compare(df: pd.DataFrame, quick: bool) -> dict:
                         device="cpu", seed=0, progress_bar=False, print_logging=False, precision=precision)
         epoch = float(history["seconds"].iloc[0])
         out[precision] = {"epoch_s": round(epoch, 2), "bare_s": round(bare, 2), "ratio": round(epoch / bare, 3),
+                          "bare_s_by_threads": {str(t): round(v, 2) for t, v in bare_by_threads.items()},
+                          "train_threads": history.attrs.get("threads"),
+                          "train_threads_clips_per_s": history.attrs.get("threads_clips_per_s"),
                           "load_average": [round(v, 2) for v in os.getloadavg()]}
         print(f"training {precision}: epoch {epoch:.1f} s (cache warm), bare {bare:.1f} s -> "
               f"{epoch / bare:.2f} x bare", file=sys.stderr, flush=True)
@@ -478,14 +489,18 @@ def compare_main(args) -> dict:
     WORK.mkdir(parents=True, exist_ok=True)
     out = Path(args.out)
     load_before = [round(v, 2) for v in os.getloadavg()]
-    compare = bench_prediction_compare(args.quick, out)
-    df, source = clip_table(args.quick, Path(args.data))
-    training = bench_training_compare(df, args.quick)
-    training.update(data=source, load_average_before=load_before,
-                    load_average_after=[round(v, 2) for v in os.getloadavg()])
+    compare = None if "prediction" in args.skip else bench_prediction_compare(args.quick, out)
+    training = None
+    if "training" not in args.skip:
+        df, source = clip_table(args.quick, Path(args.data))
+        training = bench_training_compare(df, args.quick)
+        training.update(data=source, machine=machine(), load_average_before=load_before,
+                        load_average_after=[round(v, 2) for v in os.getloadavg()])
     results = _read(out)
-    results["compare"] = compare
-    results["training_compare"] = training
+    if compare is not None:
+        results["compare"] = compare
+    if training is not None:
+        results["training_compare"] = training
     out.write_text(json.dumps(results, indent=1, default=str))
     print(f"wrote the compare and training_compare sections of {out}")
     return results

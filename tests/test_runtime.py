@@ -82,6 +82,7 @@ def test_bf16_training_learns_like_fp32(trained_model, tmp_path):
                     print_logging=False, precision="bf16")
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     assert soundscape.load_model(tmp_path / "best.model").metadata["precision"] == "bf16"
+    assert history.attrs["precision"] == "bf16" and history.attrs["threads"] >= 1  # measured per batch
 
 
 # --------------------------------------------------------------------------- compile and int8

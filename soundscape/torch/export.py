@@ -53,7 +53,8 @@ class ExportFrontEnd(torch.nn.Module):
         super().__init__()
         p = preprocessing
         if p.clip_samples is None:
-            raise ParameterError("exporting the front end needs a preprocessing with a clip_duration")
+            raise ParameterError("exporting the front end needs a preprocessing with a "
+                                 "clip_duration")
         if p.feature == "stft_phase":
             raise ParameterError("feature 'stft_phase' cannot be exported (ONNX has no atan2); "
                                  "export the network alone with frontend=False")
@@ -100,7 +101,8 @@ class ExportFrontEnd(torch.nn.Module):
             self.register_buffer("resize_w", _resize_matrix(width_in, p.width).t().contiguous(),
                                  persistent=False)
         elif p.feature == "fbank":
-            mel = dsp.mel_filterbank(p.n_mels, n_fft, p.sample_rate, p.min_frequency or 0.0, p.max_frequency)
+            mel = dsp.mel_filterbank(p.n_mels, n_fft, p.sample_rate, p.min_frequency or 0.0,
+                                     p.max_frequency)
             self.register_buffer("mel", torch.from_numpy(mel).t().contiguous(), persistent=False)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
@@ -119,7 +121,8 @@ class ExportFrontEnd(torch.nn.Module):
             db = torch.log(torch.clamp(power, min=dsp.POWER_FLOOR)) * (10.0 / math.log(10.0))
             lo, hi = p.decibel_limits
             db = torch.clamp(db, lo, hi)
-            unit = torch.clamp(torch.flip(db, dims=[1]) * (-1.0 / (hi - lo)) + hi / (hi - lo), 0.0, 1.0)
+            unit = torch.flip(db, dims=[1]) * (-1.0 / (hi - lo)) + hi / (hi - lo)
+            unit = torch.clamp(unit, 0.0, 1.0)
             unit = torch.matmul(torch.matmul(self.resize_h, unit), self.resize_w)
             unit = torch.clamp(unit, 0.0, 1.0) * 2.0 - 1.0
             return unit[:, None].expand(-1, p.channels, -1, -1)
@@ -129,7 +132,8 @@ class ExportFrontEnd(torch.nn.Module):
             out = (re * yr + im * yi) / (power + floor)
             out = torch.clamp(out, -float(self.n_fft), float(self.n_fft))
         elif self.feature == "fbank":
-            out = torch.log(torch.matmul(power.transpose(1, 2), self.mel) + dsp.LOG_FLOOR).transpose(1, 2)
+            bands = torch.matmul(power.transpose(1, 2), self.mel)
+            out = torch.log(bands + dsp.LOG_FLOOR).transpose(1, 2)
         else:  # stft: log magnitude
             out = torch.log(torch.sqrt(power) + dsp.LOG_FLOOR)
         out = out.transpose(1, 2)  # (batch, frames, bins)
@@ -165,11 +169,12 @@ def _module_and_input(detector, frontend: bool):
         return module, example, "waveform"
     shape = p.input_shape
     if shape is None:
-        raise ParameterError("exporting needs a preprocessing with a clip_duration (a fixed input shape)")
+        raise ParameterError("exporting needs a preprocessing with a clip_duration (a fixed "
+                             "input shape)")
     extra = getattr(detector.network, "extra_inputs", None)
     if extra:
-        raise ParameterError(f"this model also takes the inputs {extra}; ONNX export supports models "
-                             "whose only input is the audio")
+        raise ParameterError(f"this model also takes the inputs {extra}; ONNX export supports "
+                             "models whose only input is the audio")
     return network, torch.zeros(2, *shape), "features"
 
 
@@ -195,7 +200,8 @@ def network_onnx_bytes(detector, frontend: bool = False, opset: int = OPSET) -> 
     try:
         import onnx  # noqa: F401
     except ImportError as exc:
-        raise ParameterError("ONNX export needs the onnx package: pip install 'soundscape[onnx]'") from exc
+        raise ParameterError("ONNX export needs the onnx package: pip install "
+                             "'soundscape[onnx]'") from exc
     buf = io.BytesIO()
     name = _export(detector, buf, frontend, opset)
     return _with_metadata(buf.getvalue(), detector, name)
@@ -221,7 +227,8 @@ def _with_metadata(data: bytes, detector, input_name: str) -> bytes:
     return proto.SerializeToString()
 
 
-def export_onnx(detector, path: str | os.PathLike, frontend: bool = False, opset: int = OPSET) -> Path:
+def export_onnx(detector, path: str | os.PathLike, frontend: bool = False,
+                opset: int = OPSET) -> Path:
     """Write `detector` as an ONNX file (atomically); returns the path.
 
     Parameters

@@ -411,12 +411,15 @@ def _single_threaded(items: Iterator) -> Iterator:
     Small preprocessing ops gain nothing from a second thread and lose much when another
     process holds the other core (each op waits for both threads).
     """
-    while True:
-        with torch_threads(1):
-            item = next(items, None)
-        if item is None:
-            return
-        yield item
+    try:
+        while True:
+            with torch_threads(1):
+                item = next(items, None)
+            if item is None:
+                return
+            yield item
+    finally:
+        items.close()  # an early stop closes the files the producer holds open
 
 
 def predict_recordings(

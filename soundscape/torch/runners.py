@@ -141,7 +141,8 @@ def make_runner(
     if activation is None:
         activation = (torch.sigmoid if model.default_activation == "sigmoid"
                       else (lambda t: torch.softmax(t, dim=1)))
-    info = {"backend": backend, "compile": False, "threads": int(threads or torch.get_num_threads())}
+    info = {"backend": backend, "compile": False,
+            "threads": int(threads or torch.get_num_threads())}
     if backend == "onnxruntime":
         return _onnx_runner(model, device, precision, compile, info, threads)
     prec = resolve_precision(precision, device)
@@ -159,8 +160,8 @@ def make_runner(
             cache[key] = (qnet, int(sum(len(b) for b in batches)), float(diff))
         qnet, n_clips, diff = cache[key]
         info.update(calibration_clips=n_clips, int8_max_abs_score_diff_vs_fp32=round(diff, 6))
-        logger.info("int8: calibrated on %d clips; largest score difference from fp32 on them: %.4f",
-                    n_clips, diff)
+        logger.info("int8: calibrated on %d clips; largest score difference from fp32 on them: "
+                    "%.4f", n_clips, diff)
         return Runner(qnet, prec, info)
     if calibration is not None:
         raise ParameterError(f"calibration= is for precision 'int8' (this run: {prec.name!r})")
@@ -188,8 +189,8 @@ def _calibration_key(calibration) -> tuple:
         return ("dataset", id(calibration), len(calibration))
     from pathlib import Path
 
-    items = [calibration] if isinstance(calibration, (str, bytes)) or not hasattr(calibration, "__iter__") \
-        else list(calibration)
+    single = isinstance(calibration, (str, bytes)) or not hasattr(calibration, "__iter__")
+    items = [calibration] if single else list(calibration)
     key = []
     for item in items:
         p = Path(str(item))
@@ -232,7 +233,8 @@ def calibration_batches(model, calibration, batch_size: int = 32,
         paths = find_audio_files(calibration)
         prep = model.preprocessing
         if prep.clip_duration is None:
-            raise ParameterError("int8 calibration from audio files needs a model with a clip duration")
+            raise ParameterError("int8 calibration from audio files needs a model with a clip "
+                                 "duration")
         per_file = max(1, -(-max_clips // len(paths)))
         for path in paths:
             if sum(len(x) for x in inputs) >= max_clips:
@@ -240,15 +242,18 @@ def calibration_batches(model, calibration, batch_size: int = 32,
             try:
                 audio_info(path)
                 plan = plan_windows(path, prep, 0.0, "extend")
-                keep = np.unique(np.linspace(0, len(plan) - 1, min(len(plan), per_file)).round().astype(int))
-                sub = WindowPlan(plan.path, plan.starts[keep], plan.ends[keep], plan.first_frame[keep],
-                                 plan.inside[keep], plan.file_rate, plan.file_frames, plan.n_samples)
+                spread = np.linspace(0, len(plan) - 1, min(len(plan), per_file))
+                keep = np.unique(spread.round().astype(int))
+                sub = WindowPlan(plan.path, plan.starts[keep], plan.ends[keep],
+                                 plan.first_frame[keep], plan.inside[keep], plan.file_rate,
+                                 plan.file_frames, plan.n_samples)
                 for _, x in window_inputs(sub, prep, group_size=batch_size):
                     inputs.append(x)
             except Exception as exc:  # a bad calibration file must not stop the run
                 logger.warning("int8 calibration: skipped %s (%s)", path, exc)
     if any(isinstance(x, dict) for x in inputs):
-        raise ParameterError("int8 supports networks with one input tensor; this model takes several")
+        raise ParameterError("int8 supports networks with one input tensor; this model takes "
+                             "several")
     if not inputs:
         raise ParameterError("int8 calibration: none of the calibration clips could be read")
     flat = torch.cat(inputs)[:max_clips].float().contiguous()
@@ -272,7 +277,8 @@ def quantize_int8(network: torch.nn.Module, batches: list[torch.Tensor], activat
             from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
     except ImportError as exc:  # a torch without the FX quantization API
         raise ParameterError(f"int8 needs torch.ao.quantization's FX API, missing in torch "
-                             f"{torch.__version__} ({exc}); use precision 'bf16' or 'fp32'") from exc
+                             f"{torch.__version__} ({exc}); use precision 'bf16' or "
+                             "'fp32'") from exc
     if "x86" in torch.backends.quantized.supported_engines:
         torch.backends.quantized.engine = "x86"
     float_net = copy.deepcopy(network).cpu().eval().to(memory_format=torch.contiguous_format)
@@ -280,15 +286,17 @@ def quantize_int8(network: torch.nn.Module, batches: list[torch.Tensor], activat
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            prepared = prepare_fx(copy.deepcopy(float_net), get_default_qconfig_mapping("x86"), example)
+            mapping = get_default_qconfig_mapping("x86")
+            prepared = prepare_fx(copy.deepcopy(float_net), mapping, example)
             with torch.no_grad():
                 for b in batches:
                     prepared(b)
             qnet = convert_fx(prepared)
     except Exception as exc:  # tracing / quantizing the network failed
+        first = str(exc).splitlines()[0][:300] if str(exc) else ""
         raise ParameterError(f"int8: this network could not be quantized with torch's FX "
-                             f"quantization ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); "
-                             "use precision 'bf16' or 'fp32'") from exc
+                             f"quantization ({type(exc).__name__}: {first}); use precision "
+                             "'bf16' or 'fp32'") from exc
     act = activation or (lambda t: t)
     diff = 0.0
     with torch.inference_mode():
@@ -304,8 +312,8 @@ def _onnx_runner(model, device, precision: str, compile: bool, info: dict, threa
                              "graph itself")
     prec = resolve_precision("fp32" if precision == "auto" else precision, device)
     if prec.name != "fp32":
-        raise ParameterError(f"backend 'onnxruntime' runs fp32 models; precision {prec.name!r} is for "
-                             "the torch backend (use precision='auto' or 'fp32')")
+        raise ParameterError(f"backend 'onnxruntime' runs fp32 models; precision {prec.name!r} "
+                             "is for the torch backend (use precision='auto' or 'fp32')")
     try:
         import onnxruntime as ort
     except ImportError as exc:

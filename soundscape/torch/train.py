@@ -32,7 +32,8 @@ from ..model_file import Detector, model_payload
 from ..models import PICKLED_MODULE, default_preprocessing, identify
 from ..preprocessing import Preprocessing
 from ..recipes import Recipe, dataset_labels, mixed_loss, mixup
-from ..runtime import default_loader_settings, resolve_device, resolve_precision, worker_init
+from ..runtime import (ThreadTuner, default_loader_settings, resolve_device, resolve_precision,
+                       thread_candidates, worker_init)
 from .checkpoints import (BEST_MODEL, _metadata, _restore_best, _resume, _save_checkpoint,
                           _update_best, _write_metrics, config_hash, latest_checkpoint, new_run_id,
                           run_identity, warn_about_other_runs, write_run_file)
@@ -111,6 +112,7 @@ class _Run:
     tracker: Any = None  # recipes.EarlyStopping of recipe.monitor
     batchnorm_1d: bool = False
     precision: Any = None  # runtime.Precision
+    tuner: Any = None  # runtime.ThreadTuner: the model's thread count, measured per batch (CPU)
     best_state: dict | None = None
     stopped_early: bool = False
     generator: torch.Generator | None = None  # the shuffling / sampling generator
@@ -387,10 +389,13 @@ def _run_epoch(run: _Run, epoch: int) -> dict:
     total, n, logits_all, y_all = 0.0, 0, [], []
     loader = _progress(run.train_loader, run.progress, f"epoch {epoch} train",
                        len(run.train_loader))
+    last = time.perf_counter()
     for b, (batch, failed) in enumerate(loader):
         _note_failures(run, failed)
         if batch is None or (_batch_len(batch) < 2 and run.batchnorm_1d):
             continue  # (1-d batch norm cannot train on a single example)
+        if run.tuner is not None:
+            torch.set_num_threads(run.tuner.threads())
         run.optimizer.zero_grad(set_to_none=True)
         logits, y, loss = _forward(run, batch, training=True)
         if not torch.isfinite(loss):
@@ -406,6 +411,10 @@ def _run_epoch(run: _Run, epoch: int) -> dict:
         n += len(y)
         logits_all.append(logits.detach().cpu())
         y_all.append(y.detach().cpu())
+        if run.tuner is not None:
+            now = time.perf_counter()
+            run.tuner.record(len(y), now - last)  # the step, waiting for the batch included
+            last = now
     if n == 0:
         examples = "; ".join(f"{k}: {v}" for k, v in list(run.skipped.items())[:3])
         raise TrainingError(f"epoch {epoch}: no training clip could be loaded ({examples})")
@@ -467,7 +476,9 @@ def _history_frame(run: _Run) -> pd.DataFrame:
                        skipped_errors=dict(run.skipped),
                        best_epoch=run.best_epoch, save_dir=str(run.save_dir),
                        best_model=str(run.save_dir / BEST_MODEL), stopped_early=run.stopped_early,
-                       precision=run.precision.name)
+                       precision=run.precision.name,
+                       **(run.tuner.summary() if run.tuner is not None else
+                          {"threads": torch.get_num_threads()}))
     return frame
 
 
@@ -502,6 +513,7 @@ def train(
     precision: str = "auto",
     trusted: bool = False,
     small_data_warning: bool = True,
+    threads: int | None = None,
 ) -> pd.DataFrame:
     """Train `model` and keep the best one by validation macro F1.
 
@@ -573,6 +585,11 @@ def train(
         before the first epoch and, with `print_logging` when logging is configured (so
         the log line may not be on screen), printed after the last. False for runs that
         are themselves folds of a cross-validation.
+    threads : int, optional
+        Torch threads of the training steps on a CPU. Default: measured while training
+        (`soundscape.runtime.ThreadTuner`: all CPUs, one fewer or half of them, whichever
+        runs the batches fastest; on a machine busy with other work fewer threads often
+        win); the counts tried are in ``attrs["threads_clips_per_s"]``.
 
     Returns
     -------
@@ -606,6 +623,20 @@ def train(
         warn_about_other_runs(run)
     write_run_file(run)
     small_note = _warn_small_validation(run, valid_dataset) if small_data_warning else None
+    threads_before = torch.get_num_threads()
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ParameterError(f"threads must be an integer >= 1, got {threads!r}")
+        torch.set_num_threads(threads)
+    elif run.device.type == "cpu":
+        run.tuner = ThreadTuner(thread_candidates())
+    try:
+        return _train_epochs(run, recipe, trusted, small_note)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train_epochs(run: _Run, recipe: Recipe, trusted: bool, small_note: str | None) -> pd.DataFrame:
     for epoch in range(run.start_epoch, run.epochs):
         started = time.perf_counter()
         train_out = _run_epoch(run, epoch)

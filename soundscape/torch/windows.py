@@ -167,7 +167,11 @@ class ChunkReader:
         try:
             with quiet_mpeg_decoder(mpeg):
                 handle.seek(start)
-                data = handle.read(stop - start, dtype="float32")  # 1-D for mono files
+                if handle.subtype == "PCM_16":  # 16-bit samples: scaled here, about 2x faster
+                    raw = handle.read(stop - start, dtype="int16")  # and equal to libsndfile's floats
+                    data = np.multiply(raw, np.float32(1 / 32768), dtype=np.float32)
+                else:
+                    data = handle.read(stop - start, dtype="float32")  # 1-D for mono files
         except (soundfile.LibsndfileError, RuntimeError) as exc:
             raise AudioFileError(f"{self.path}: could not decode audio at sample {start} ({exc})") from exc
         if data.shape[0] < stop - start:
