@@ -57,7 +57,7 @@ def fit_logistic(score, correct, ridge: float = 1e-3, max_iter: int = 100) -> tu
         raise ParameterError("scores must be finite numbers for the logistic fit")
     design = np.column_stack([np.ones_like(x), x])
     beta = np.zeros(2)
-    penalty = ridge * np.eye(2) * len(x)
+    penalty = ridge * np.eye(2)
     for _ in range(max_iter):
         p = 1.0 / (1.0 + np.exp(-(design @ beta)))
         grad = design.T @ (y - p) - penalty @ beta
