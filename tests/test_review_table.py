@@ -104,19 +104,27 @@ def test_concurrent_verdicts_are_all_kept(clips, tmp_path):
 
 
 def test_concurrent_processes_keep_each_others_verdicts(clips, tmp_path):
+    """Another process answering the odd clips while this one answers the even ones."""
     import subprocess
     import sys
 
     path = tmp_path / "r.csv"
-    ReviewTable(path, clips)
+    table = ReviewTable(path, clips)
     ids = clips["item_id"].tolist()
     code = ("import sys; from soundscape.review import ReviewTable, read_review\n"
             "t = ReviewTable(sys.argv[1]); ids = read_review(sys.argv[1])['item_id'].tolist()\n"
-            "k = int(sys.argv[2])\n"
-            "for i in range(k, len(ids), 2): t.set_verdict(ids[i], 'yes')\n")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), str(k)]) for k in (0, 1)]
-    assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    assert (read_review(path)["verdict"] == "yes").sum() == len(ids)
+            "print('ready', flush=True); sys.stdin.readline()\n"
+            "for i in range(1, len(ids), 2): t.set_verdict(ids[i], 'no')\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    for i in range(0, len(ids), 2):
+        table.set_verdict(ids[i], "yes")
+    assert proc.wait(timeout=120) == 0
+    final = read_review(path)["verdict"].tolist()
+    assert final == ["yes" if i % 2 == 0 else "no" for i in range(len(ids))]
 
 
 def _answered(clips, tmp_path):
