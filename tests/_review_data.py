@@ -73,6 +73,8 @@ def make_inputs(folder: Path) -> dict:
         warnings.simplefilter("ignore", LongEventWarning)
         events = detections(scores, threshold={"woodcock": 0.2, "intro": 0.5}, span="shared",
                             band=(2000.0, 8000.0))
+    intro = events["annotation"] == "intro"
+    events.loc[intro, "low_f"], events.loc[intro, "high_f"] = BANDS["intro"]
     events_path = folder / "detections.csv"
     events.to_csv(events_path, index=False)
     return {"audio": audio, "recording": recording, "scores": scores, "scores_path": scores_path,

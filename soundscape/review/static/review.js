@@ -4,6 +4,13 @@
 const $ = (id) => document.getElementById(id);
 let items = [];
 let pos = 0;
+let busy = false;
+let audioRoot = "";
+
+function shortName(file) {  // recordings under the audio root are shown relative to it
+  const root = audioRoot.endsWith("/") ? audioRoot : audioRoot + "/";
+  return audioRoot && file.startsWith(root) ? file.slice(root.length) : file;
+}  // a verdict is on its way: keys wait for it (no double answers)
 
 function query(params) {
   return Object.entries(params)
@@ -43,7 +50,8 @@ function show() {
   player.load();
   $("class").textContent = item.annotation;
   $("score").textContent = fmt(item.score, 3);
-  $("file").textContent = item.file;
+  $("file").textContent = shortName(item.file);
+  $("file").title = item.file;
   $("time").textContent = fmt(item.start_time, 2) + " – " + fmt(item.end_time, 2) + " s";
   const verdict = $("verdict");
   verdict.textContent = item.verdict ? item.verdict + (item.verdict === "other" ? ": " + item.other_class : "") : "not reviewed";
@@ -61,6 +69,7 @@ async function load(keepPosition) {
   const state = await response.json();
   items = state.items;
   $("table-path").textContent = state.review_table;
+  audioRoot = state.audio_root;
   const list = $("classes");
   list.innerHTML = "";
   for (const c of state.classes) {
@@ -80,7 +89,7 @@ function nextOpen(from) {
 }
 
 async function answer(verdict) {
-  if (!items.length) return;
+  if (!items.length || busy) return;
   const item = items[pos];
   const body = {item_id: item.item_id, verdict: verdict, note: $("note").value};
   if (verdict === "other") {
@@ -91,9 +100,18 @@ async function answer(verdict) {
       return;
     }
   }
-  const response = await fetch("/api/verdict", {
-    method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
-  const result = await response.json();
+  busy = true;
+  let response, result;
+  try {
+    response = await fetch("/api/verdict", {
+      method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+    result = await response.json();
+  } catch (error) {
+    $("message").textContent = "not saved (is the review server still running?): " + error;
+    return;
+  } finally {
+    busy = false;
+  }
   if (!response.ok) {
     $("message").textContent = "not saved: " + (result.detail || response.status);
     return;
