@@ -1,6 +1,7 @@
 """The review web app: page, spectrogram PNG, WAV cuts, confined paths, concurrent verdicts."""
 
 import io
+from pathlib import Path
 import threading
 import warnings
 
@@ -157,3 +158,50 @@ def test_serve_puts_the_review_table_beside_the_input_and_localhost_is_quiet(inp
     finally:
         server.stop()
     assert not [w for w in recwarn if "not only on this machine" in str(w.message)]
+
+
+def test_cli_writes_the_report(inputs, tmp_path, capsys):
+    from soundscape.cli import main
+
+    review = tmp_path / "r.csv"
+    table = ReviewTable(review, select_clips(read_candidates(inputs["events_path"]), "all"))
+    for k, item in enumerate(table.read()["item_id"]):
+        table.set_verdict(item, "yes" if k % 3 else "no")
+    assert main(["review", str(inputs["events_path"]), "--audio", str(inputs["audio"]),
+                 "--review_table", str(review), "--report", str(tmp_path / "rep")]) == 0
+    assert "rep.json" in capsys.readouterr().out
+    assert (tmp_path / "rep.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["review", str(tmp_path / "absent.csv"), "--audio", str(inputs["audio"])]) == 1
+    assert "score or detection table not found" in capsys.readouterr().err
+
+
+def test_cli_serves_until_interrupted_and_warns_about_other_hosts(inputs, tmp_path):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "soundscape", "review", str(inputs["events_path"]), "--audio",
+         str(inputs["audio"]), "--review_table", str(tmp_path / "cli.csv"), "--port", "0",
+         "--host", "0.0.0.0", "--select", "top", "--n", "3"],
+        stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = []
+        while not any("review page:" in line for line in lines):
+            line = proc.stderr.readline()
+            assert line, f"the command ended: {''.join(lines)}"
+            lines.append(line)
+        text = "".join(lines)
+        assert "warning: the review page listens on 0.0.0.0" in text and "no login" in text
+        url = re.search(r"review page: (\S+)", text).group(1)
+        state = httpx.get(url + "api/items", timeout=10).json()
+        assert state["progress"]["total"] == 6  # top 3 of each class
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    assert (tmp_path / "cli.csv").is_file()

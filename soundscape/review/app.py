@@ -263,8 +263,14 @@ def serve(source, audio_root: str | os.PathLike, review_table: str | os.PathLike
     if block:
         try:
             server.run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn shut down cleanly, then passed Ctrl-C on
+            pass
         finally:
             sock.close()
+        if not quiet:
+            progress = table.progress()
+            print(f"review page stopped: {progress['reviewed']} of {progress['total']} clips "
+                  f"reviewed, in {table.path}", file=sys.stderr, flush=True)
         return ReviewServer(server, None, url, table)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
                               name="soundscape-review")
