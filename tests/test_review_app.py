@@ -13,7 +13,7 @@ pytest.importorskip("fastapi", reason="the review page needs fastapi (pip instal
 pytest.importorskip("uvicorn", reason="the review page needs uvicorn (pip install -e .[review])")
 
 with warnings.catch_warnings():  # starlette's note on its httpx-based test client
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient  # noqa: E402
 
 from _review_data import make_inputs  # noqa: E402
@@ -205,3 +205,19 @@ def test_cli_serves_until_interrupted_and_warns_about_other_hosts(inputs, tmp_pa
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
     assert (tmp_path / "cli.csv").is_file()
+
+
+def test_relative_names_of_the_working_folder_are_found_in_the_root(inputs, monkeypatch):
+    """predict_recordings keeps file names as given: relative to where it ran."""
+    from soundscape.review.media import AudioRoot, PathRefused
+
+    root = AudioRoot(inputs["audio"])
+    monkeypatch.chdir(inputs["audio"].parent)
+    assert root.resolve("audio/field_recording.flac") == inputs["recording"]
+    assert root.resolve("field_recording.flac") == inputs["recording"]
+    with pytest.raises(FileNotFoundError, match="no audio file"):
+        root.resolve("scores.csv")  # exists in the working folder, outside the root: not served
+    with pytest.raises(PathRefused, match="outside the audio root"):
+        root.resolve("../scores.csv")
+    with pytest.raises(FileNotFoundError, match="no audio file"):
+        root.resolve("audio/absent.flac")

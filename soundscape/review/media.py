@@ -46,7 +46,11 @@ class AudioRoot:
         return f"AudioRoot({str(self.root)!r})"
 
     def resolve(self, name: str | os.PathLike) -> Path:
-        """The file `name` (absolute, or relative to the root), checked to lie inside the root.
+        """The file `name`, checked to lie inside the root.
+
+        A relative `name` is looked up in the root, then in the working folder (tables
+        written by `predict_recordings` name files as they were given); either way it
+        must lead into the root.
 
         Raises
         ------
@@ -59,18 +63,23 @@ class AudioRoot:
         if not text or "\x00" in text:
             raise PathRefused(f"path {text!r} is not a file name")
         path = Path(text).expanduser()
-        if not path.is_absolute():
-            path = self.root / path
-        try:
-            real = path.resolve()
-        except (OSError, RuntimeError):
-            raise PathRefused(f"path {text!r} cannot be resolved (a symbolic link loop?)") from None
-        if real != self.root and self.root not in real.parents:
+        places = [path] if path.is_absolute() else [self.root / path, Path.cwd() / path]
+        inside = False
+        for place in places:
+            try:
+                real = place.resolve()
+            except (OSError, RuntimeError):
+                raise PathRefused(f"path {text!r} cannot be resolved (a symbolic link loop?)") \
+                    from None
+            if real != self.root and self.root not in real.parents:
+                continue
+            inside = True
+            if real.is_file():
+                return real
+        if not inside:
             raise PathRefused(f"path {text!r} is outside the audio root {self.root}; only "
                               "recordings under the folder given with --audio are served")
-        if not real.is_file():
-            raise FileNotFoundError(f"no audio file {text!r} under the audio root {self.root}")
-        return real
+        raise FileNotFoundError(f"no audio file {text!r} under the audio root {self.root}")
 
 
 def _check_span(start: float, end: float) -> tuple[float, float]:
