@@ -17,7 +17,8 @@ with warnings.catch_warnings():  # starlette's note on its httpx-based test clie
     from fastapi.testclient import TestClient  # noqa: E402
 
 from _review_data import make_inputs  # noqa: E402
-from soundscape.review import ReviewTable, read_candidates, read_review, select_clips, serve  # noqa: E402
+from soundscape.review import (ReviewTable, read_candidates, read_review,  # noqa: E402
+                               select_clips, serve)
 from soundscape.review.app import ReviewSession, create_app  # noqa: E402
 
 
@@ -131,8 +132,8 @@ def test_real_server_keeps_concurrent_verdicts_of_two_tabs(inputs, tmp_path):
                 for i in range(k, len(items), 2):
                     if i < 2:
                         barrier.wait()  # the first two posts leave together
-                    results.append(http.post("api/verdict", json={
-                        "item_id": items[i]["item_id"], "verdict": "yes" if k else "no"}).status_code)
+                    answer = {"item_id": items[i]["item_id"], "verdict": "yes" if k else "no"}
+                    results.append(http.post("api/verdict", json=answer).status_code)
 
         threads = [threading.Thread(target=tab, args=(k,)) for k in (0, 1)]
         for t in threads:

@@ -21,12 +21,12 @@ DRIVER = next((p for p in ("/usr/bin/chromedriver", shutil.which("chromedriver")
 
 pytest.importorskip("fastapi", reason="the review page needs fastapi (pip install -e .[review])")
 pytest.importorskip("uvicorn", reason="the review page needs uvicorn (pip install -e .[review])")
-webdriver = pytest.importorskip("selenium.webdriver",
-                                reason="selenium is needed for the browser tests (pip install -e .[dev])")
+webdriver = pytest.importorskip(
+    "selenium.webdriver", reason="selenium is needed for the browser tests (pip install -e .[dev])")
 if CHROMIUM is None or DRIVER is None:
-    pytest.skip(f"headless Chromium not available: {'chromium' if CHROMIUM is None else 'chromedriver'} "
-                "not found (Debian: apt-get install chromium chromium-driver)",
-                allow_module_level=True)
+    _missing = "chromium" if CHROMIUM is None else "chromedriver"
+    pytest.skip(f"headless Chromium not available: {_missing} not found (Debian: apt-get install "
+                "chromium chromium-driver)", allow_module_level=True)
 
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -87,7 +87,8 @@ def test_listen_answer_five_clips_with_the_keyboard_and_reload(browser, page, in
     # ... and plays
     played = browser.execute_async_script(
         "const done = arguments[arguments.length - 1]; const a = document.getElementById('player');"
-        "a.play().then(() => setTimeout(() => done(a.currentTime), 300)).catch(e => done(String(e)));")
+        "a.play().then(() => setTimeout(() => done(a.currentTime), 300))"
+        ".catch(e => done(String(e)));")
     assert isinstance(played, (int, float)) and played > 0, played
 
     body = browser.find_element(By.TAG_NAME, "body")

@@ -50,7 +50,8 @@ def test_detection_table_gives_one_candidate_per_event(inputs, tmp_path):
     assert len(cands) == len(events)
     np.testing.assert_allclose(np.sort(cands["score"]), np.sort(events["max_score"]))
     woodcock = cands["annotation"] == "woodcock"
-    assert (cands.loc[woodcock, "low_f"] == 2000).all() and (cands.loc[woodcock, "high_f"] == 8000).all()
+    assert (cands.loc[woodcock, "low_f"] == 2000).all()
+    assert (cands.loc[woodcock, "high_f"] == 8000).all()
     assert (cands.loc[~woodcock, "low_f"] == 800).all()
     events.to_parquet(tmp_path / "d.parquet")
     assert read_candidates(tmp_path / "d.parquet")["item_id"].tolist() == cands["item_id"].tolist()

@@ -28,7 +28,8 @@ def clips(inputs):
 def test_default_path_is_beside_the_input(tmp_path):
     assert default_review_path(tmp_path / "det.csv") == tmp_path / "det.review.csv"
     assert default_review_path(tmp_path / "det.parquet") == tmp_path / "det.review.parquet"
-    assert default_review_path(tmp_path / "rec.Table.1.selections.txt") == tmp_path / "rec.review.csv"
+    raven = tmp_path / "rec.Table.1.selections.txt"
+    assert default_review_path(raven) == tmp_path / "rec.review.csv"
     assert default_review_path(tmp_path) == tmp_path / "review.csv"
 
 
@@ -45,7 +46,8 @@ def test_verdicts_are_saved_at_once_and_resume(clips, tmp_path, suffix):
     assert on_disk["verdict"].tolist()[:4] == ["yes", "other", "unsure", ""]
     assert on_disk["note"].tolist()[:3] == ["clear peent faint intro", "", "NA"]
     assert on_disk["other_class"].tolist()[1] == "intro"
-    assert on_disk["reviewed_at"].iloc[0].endswith("+00:00") and on_disk["reviewed_at"].iloc[3] == ""
+    assert on_disk["reviewed_at"].iloc[0].endswith("+00:00")
+    assert on_disk["reviewed_at"].iloc[3] == ""
     # reopening (with the same or a longer selection) continues where the reviewer stopped
     again = ReviewTable(path, clips)
     assert again.progress() == {"reviewed": 3, "total": len(clips), "next": 3}

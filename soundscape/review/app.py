@@ -58,9 +58,8 @@ class ReviewSession:
         table = self.table.read()
         classes = self.classes or sorted(set(table["annotation"]) | set(
             table.loc[table["other_class"] != "", "other_class"]))
-        from .table import _row
-
-        return {"items": [_row(r) for _, r in table.iterrows()], "classes": classes,
+        rows = table.astype(object).where(table.notna(), None).to_dict("records")
+        return {"items": rows, "classes": classes,
                 "verdicts": list(VERDICTS), "progress": self.table.progress(table),
                 "review_table": str(self.table.path), "audio_root": str(self.root.root),
                 "context": self.context}

@@ -270,7 +270,8 @@ def review_labels(review, classes: list[str] | None = None) -> pd.DataFrame:
     table = _as_review(review)
     table = table[table["verdict"].isin(("yes", "no", "other"))]
     if classes is None:
-        named = set(table["annotation"]) | set(table.loc[table["verdict"] == "other", "other_class"])
+        other = table.loc[table["verdict"] == "other", "other_class"]
+        named = set(table["annotation"]) | set(other)
         classes = sorted(c for c in named if c)
     classes = [str(c) for c in classes]
     key = pd.MultiIndex.from_arrays([table["file"].to_numpy(), table["start_time"].to_numpy(float),
