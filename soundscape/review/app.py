@@ -246,6 +246,7 @@ def serve(source, audio_root: str | os.PathLike, review_table: str | os.PathLike
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, int(port)))
+        sock.listen(128)  # connections wait in the queue until uvicorn has started
     except OSError as exc:
         sock.close()
         raise ParameterError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; is another "

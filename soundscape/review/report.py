@@ -93,7 +93,7 @@ def precision_by_bin(score, correct, bins: int | list[float] = 10,
             score_range = (0.0, 1.0) if len(x) and x.min() >= 0 and x.max() <= 1 else (
                 (float(x.min()), float(x.max())) if len(x) else (0.0, 1.0))
         low, high = score_range
-        edges = np.linspace(low, high if high > low else low + 1.0, int(bins) + 1)
+        edges = np.round(np.linspace(low, high if high > low else low + 1.0, int(bins) + 1), 12)
     else:
         edges = np.asarray(bins, dtype=float)
         if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0):
