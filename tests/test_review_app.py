@@ -222,3 +222,14 @@ def test_relative_names_of_the_working_folder_are_found_in_the_root(inputs, monk
         root.resolve("../scores.csv")
     with pytest.raises(FileNotFoundError, match="no audio file"):
         root.resolve("audio/absent.flac")
+
+
+def test_serve_refuses_an_audio_root_without_the_recordings(inputs, tmp_path):
+    from soundscape.errors import ParameterError
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with pytest.raises(ParameterError, match="outside the audio root .*give as the audio root"):
+        serve(inputs["events_path"], elsewhere, review_table=tmp_path / "r.csv", port=0,
+              block=False, quiet=True)
+    assert not (tmp_path / "r.csv").exists()

@@ -116,10 +116,10 @@ def create_app(session: ReviewSession):
     @app.get("/image")
     def image(path: str = Query(...), start: float = Query(...), end: float = Query(...),
               low_f: float | None = Query(None), high_f: float | None = Query(None),
-              context: float | None = Query(None), title: str | None = Query(None)):
+              context: float | None = Query(None)):
         data = spectrogram_png(session.root.resolve(path), start, end,
                                context=session.context if context is None else context,
-                               low_f=low_f, high_f=high_f, title=title)
+                               low_f=low_f, high_f=high_f)
         return Response(data, media_type="image/png")
 
     @app.get("/api/report")
@@ -187,6 +187,26 @@ def _clips_for(source, audio_root, mode, n, bins, min_score, classes, seed) -> p
     return select_clips(cands, mode=mode, n=n, bins=bins, seed=seed)
 
 
+def _check_files(files, root: AudioRoot) -> None:
+    """Every recording the clips name lies under the root (else the page could show nothing)."""
+    outside, missing = [], []
+    for f in files:
+        try:
+            root.resolve(f)
+        except PathRefused:
+            outside.append(f)
+        except FileNotFoundError:
+            missing.append(f)
+    if outside:
+        raise ParameterError(f"{len(outside)} of {len(files)} recording(s) the clips name are "
+                             f"outside the audio root {root.root} (e.g. {outside[0]}); give as "
+                             "the audio root the folder that holds them")
+    if missing:
+        warnings.warn(f"{len(missing)} of {len(files)} recording(s) the clips name are not "
+                      f"found under the audio root {root.root} (e.g. {missing[0]}); their clips "
+                      "cannot be shown", UserWarning, stacklevel=3)
+
+
 def serve(source, audio_root: str | os.PathLike, review_table: str | os.PathLike | None = None,
           mode: str = "all", n: int | None = None, bins: int = 10, min_score: float | None = None,
           classes: list[str] | None = None, seed: int = 0, host: str = "127.0.0.1",
@@ -234,6 +254,8 @@ def serve(source, audio_root: str | os.PathLike, review_table: str | os.PathLike
                                  "should the verdicts go?)")
         review_table = default_review_path(source)
     clips = _clips_for(source, audio_root, mode, n, bins, min_score, classes, seed)
+    root = AudioRoot(audio_root)
+    _check_files(clips["file"].unique(), root)
     table = ReviewTable(review_table, clips)
     session = ReviewSession(table, audio_root, context=context)
     if not _is_loopback(host):
