@@ -12,21 +12,11 @@ thresholds), `media` (spectrogram pictures, WAV cuts, path confinement), `app` (
 app), `command` (the CLI).
 """
 
+from .app import serve
 from .report import fit_logistic, plot_report, precision_by_bin, review_report, write_report
 from .selection import MODES, candidates, read_candidates, select_clips
 from .table import (VERDICTS, ReviewTable, default_review_path, export_clips, read_review,
                     review_events, review_labels, write_review_raven)
-
-
-def serve(*args, **kwargs):
-    """Start the review page; see `soundscape.review.app.serve` (needs fastapi and uvicorn:
-    ``pip install soundscape[review]``)."""
-    try:
-        from .app import serve as _serve
-    except ImportError as exc:  # fastapi / uvicorn missing
-        raise ImportError(f"the review page needs fastapi and uvicorn ({exc}); install them "
-                          "with pip install 'soundscape[review]'") from exc
-    return _serve(*args, **kwargs)
 
 
 __all__ = ["serve", "ReviewTable", "VERDICTS", "MODES", "candidates", "read_candidates",

@@ -246,8 +246,12 @@ def serve(source, audio_root: str | os.PathLike, review_table: str | os.PathLike
     ReviewServer
         With ``url``, ``table`` (the `ReviewTable`) and ``stop()``.
     """
-    import uvicorn
-
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError as exc:
+        raise ImportError(f"the review page needs fastapi and uvicorn ({exc}); install them with "
+                          "pip install 'soundscape[review]'") from exc
     if review_table is None:
         if isinstance(source, pd.DataFrame):
             raise ParameterError("review_table= is needed when source is a DataFrame (where "
