@@ -233,3 +233,16 @@ def test_serve_refuses_an_audio_root_without_the_recordings(inputs, tmp_path):
         serve(inputs["events_path"], elsewhere, review_table=tmp_path / "r.csv", port=0,
               block=False, quiet=True)
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_local_server_answers_only_to_local_host_names(inputs, tmp_path):
+    """A page elsewhere cannot reach the app through a name that resolves to 127.0.0.1."""
+    import httpx
+
+    with serve(inputs["events_path"], inputs["audio"], review_table=tmp_path / "r.csv", port=0,
+               block=False, quiet=True) as server:
+        assert httpx.get(server.url + "api/items").status_code == 200
+        port = server.url.rsplit(":", 1)[1].strip("/")
+        assert httpx.get(f"http://localhost:{port}/api/items").status_code == 200
+        evil = httpx.get(server.url + "api/items", headers={"Host": f"evil.example:{port}"})
+        assert evil.status_code == 400

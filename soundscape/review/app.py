@@ -65,14 +65,24 @@ class ReviewSession:
                 "context": self.context}
 
 
-def create_app(session: ReviewSession):
-    """The FastAPI application serving `session`."""
+def create_app(session: ReviewSession, allowed_hosts: list[str] | None = None):
+    """The FastAPI application serving `session`.
+
+    `allowed_hosts`: the ``Host`` header values accepted (None: any). `serve` on a loopback
+    address accepts only ``127.0.0.1``, ``localhost`` and ``::1``, so that a web page
+    elsewhere cannot reach the app through a domain name that resolves to this machine
+    (DNS rebinding).
+    """
     from fastapi import Body, FastAPI, Query
     from fastapi.responses import FileResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
 
     app = FastAPI(title="soundscape review", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.session = session
+    if allowed_hosts is not None:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
 
     @app.exception_handler(PathRefused)
     async def _refused(request, exc):
@@ -280,7 +290,9 @@ def serve(source, audio_root: str | os.PathLike, review_table: str | os.PathLike
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else shown}:{bound}/"
-    config = uvicorn.Config(create_app(session), log_level="warning", access_log=False)
+    allowed = ["127.0.0.1", "localhost", "[::1]", "::1"] if _is_loopback(host) else None
+    config = uvicorn.Config(create_app(session, allowed_hosts=allowed), log_level="warning",
+                            access_log=False)
     server = uvicorn.Server(config)
     progress = table.progress()
     if not quiet:
