@@ -6,6 +6,7 @@ let items = [];
 let pos = 0;
 let busy = false;
 let audioRoot = "";
+let shownId = null;
 
 function shortName(file) {  // recordings under the audio root are shown relative to it
   const root = audioRoot.endsWith("/") ? audioRoot : audioRoot + "/";
@@ -44,10 +45,13 @@ function show() {
   pos = Math.max(0, Math.min(pos, items.length - 1));
   const item = items[pos];
   $("position").textContent = "clip " + (pos + 1) + " of " + items.length;
-  $("spectrogram").src = imageUrl(item);
-  const player = $("player");
-  player.src = "/audio?" + query(mediaParams(item));
-  player.load();
+  if (item.item_id !== shownId) {  // a new clip: its picture and sound (not on a refresh)
+    shownId = item.item_id;
+    $("spectrogram").src = imageUrl(item);
+    const player = $("player");
+    player.src = "/audio?" + query(mediaParams(item));
+    player.load();
+  }
   $("class").textContent = item.annotation;
   $("score").textContent = fmt(item.score, 3);
   $("file").textContent = shortName(item.file);
