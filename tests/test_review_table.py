@@ -188,3 +188,20 @@ def test_reviewed_clips_exported_as_wavs_with_labels(inputs, clips, tmp_path):
         assert info.samplerate == 22050
         assert info.duration == pytest.approx(min(src.source_end, 180.0) - src.source_start,
                                               abs=1e-3)
+
+
+def test_review_labels_and_exported_clips_feed_a_training_dataset(inputs, clips, tmp_path,
+                                                                  monkeypatch):
+    from soundscape.datasets import MultiTargetAudioDataset
+
+    table = _answered(clips, tmp_path)
+    labels = review_labels(table)
+    dataset = MultiTargetAudioDataset(labels, height=64, width=64)
+    item = dataset[0]
+    assert tuple(item["y"].shape) == (len(labels.columns),)
+    assert item["y"].tolist() == labels.iloc[0].tolist()
+    exported = pd.read_csv(export_clips(table, inputs["audio"], tmp_path / "export"))
+    monkeypatch.chdir(tmp_path / "export")
+    from_files = MultiTargetAudioDataset(exported, filename_column="file", height=64, width=64)
+    assert len(from_files) == len(labels)
+    assert from_files[0]["X"].shape[-2:] == (64, 64)
