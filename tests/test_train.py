@@ -304,3 +304,21 @@ class train_like:  # noqa: N801 - a stand-in dataset holding labels only
 class train_like_multi:  # noqa: N801
     def __init__(self, column):
         self.labels = np.asarray(column, dtype=float)[:, None]
+
+
+def test_unseeded_runs_shuffle_differently_and_seeded_runs_repeat(clips, tmp_path):
+    train_ds, valid_ds = _datasets(clips)
+
+    def final_weights(name, seed):
+        torch.manual_seed(0)  # the same initial weights every time: only the order differs
+        model = tiny_cnn(2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+        with redirect_stdout(io.StringIO()):
+            train(tmp_path / name, model, train_ds, valid_ds, optimizer, torch.nn.CrossEntropyLoss(),
+                  epochs=1, batch_size=4, seed=seed, device="cpu", num_workers=0)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    assert torch.equal(final_weights("s1", 3), final_weights("s2", 3))
+    unseeded = [final_weights(f"u{k}", None) for k in range(3)]
+    # 12 clips in batches of 4: three runs in one order have 1 chance in 12!^2 or so
+    assert not (torch.equal(unseeded[0], unseeded[1]) and torch.equal(unseeded[1], unseeded[2]))

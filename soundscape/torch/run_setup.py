@@ -262,6 +262,8 @@ def _setup(save_dir, model, train_dataset, valid_dataset, optimizer, loss_fn, ep
     generator = torch.Generator()
     if seed is not None:
         generator.manual_seed(seed)
+    else:  # a fresh order each run (a new Generator starts from one fixed seed)
+        generator.seed()
     run.generator = generator
     common = dict(batch_size=int(batch_size), num_workers=int(num_workers), collate_fn=_collate,
                   pin_memory=device.type == "cuda")
@@ -300,7 +302,11 @@ def _apply_recipe(run: _Run, recipe: Recipe, train_dataset: Dataset, seed: int |
     if isinstance(run.train_loss_fn, torch.nn.Module):
         run.train_loss_fn.to(run.device)
     if recipe.mixup_alpha > 0:
-        run.mix_generator = torch.Generator().manual_seed(0 if seed is None else seed + 1)
+        run.mix_generator = torch.Generator()
+        if seed is None:
+            run.mix_generator.seed()
+        else:
+            run.mix_generator.manual_seed(seed + 1)
     if recipe.lr_schedule is not None:
         if run.scheduler is not None:
             raise ParameterError("give either scheduler= (your own) or lr_schedule=, not both")
