@@ -13,9 +13,9 @@ Back-pressure: at most `IN_FLIGHT_PER_ACTOR` recordings are queued on an actor (
 scoring, one waiting, so an actor never waits for the driver), and the driver takes the
 results one at a time; its memory does not grow with the number of recordings.
 
-Fault tolerance: an actor whose process dies is restarted by Ray (``max_restarts=-1``);
-the recordings it held are handed out again (`MAX_ATTEMPTS` times at most; a recording
-that keeps killing its worker goes to ``errors.csv``). Nothing of a recording is
+Fault tolerance: an actor whose process dies is restarted by Ray (``max_restarts=-1``),
+which runs the recordings it held again (``max_task_retries``: `MAX_ATTEMPTS` tries in
+all; a recording that keeps killing its worker goes to ``errors.csv``). Nothing of a recording is
 written before its whole table is back, so a retried recording is written once. A
 driver that dies takes its actors with it; a re-run with the same `output_dir` resumes.
 """
@@ -147,7 +147,8 @@ class ScoringActor:
 
 
 def _actor_class(ray):
-    return ray.remote(max_restarts=-1, max_task_retries=0)(ScoringActor)
+    # a task of a dead worker is run again (on the restarted actor) by Ray itself
+    return ray.remote(max_restarts=-1, max_task_retries=MAX_ATTEMPTS - 1)(ScoringActor)
 
 
 def _runtime_env(ray_options: dict) -> dict:
@@ -193,7 +194,6 @@ def score_on_ray(job, model: Detector, options: dict, address: str | None = None
         actors = [cls.options(**actor_options).remote(model_ref, trusted, options)]
         infos = [ray.get(actors[0].info.remote())]
         precision = infos[0]["precision"]
-        retried = 0
         try:
             plans = job.open(precision)
             n = max(1, min(n, len(plans)))
@@ -204,8 +204,8 @@ def score_on_ray(job, model: Detector, options: dict, address: str | None = None
             if other:
                 raise ParameterError(f"the Ray actors run the model in different precisions ({precision}, "
                                      f"{other}); pass precision= explicitly")
-            queue = deque((k, plan, 0) for k, plan in plans)
-            pending: dict = {}  # ObjectRef -> (actor index, k, plan, attempts so far)
+            queue = deque(plans)
+            pending: dict = {}  # ObjectRef -> (actor index, k, plan)
             load = [0] * len(actors)
 
             def submit() -> None:
@@ -213,30 +213,21 @@ def score_on_ray(job, model: Detector, options: dict, address: str | None = None
                     i = min(range(len(actors)), key=load.__getitem__)
                     if load[i] >= IN_FLIGHT_PER_ACTOR:
                         return
-                    k, plan, attempts = queue.popleft()
-                    pending[actors[i].score.remote(k, plan)] = (i, k, plan, attempts)
+                    k, plan = queue.popleft()
+                    pending[actors[i].score.remote(k, plan)] = (i, k, plan)
                     load[i] += 1
 
             submit()
             while pending:
                 (ref,), _ = ray.wait(list(pending), num_returns=1)
-                i, k, plan, attempts = pending.pop(ref)
+                i, k, plan = pending.pop(ref)
                 load[i] -= 1
                 try:
                     kind, _, payload = ray.get(ref)
-                except lost as exc:  # the worker died (restarted by Ray): hand the recording out again
-                    del ref
-                    if attempts + 1 < MAX_ATTEMPTS:
-                        retried += 1
-                        logger.warning("Ray worker lost while scoring %s (%s); scoring it again",
-                                       plan.path, type(exc).__name__)
-                        queue.appendleft((k, plan, attempts + 1))
-                    else:
-                        job.failed(k, {"file": str(plan.path), "error": (
-                            f"the Ray worker scoring it died {MAX_ATTEMPTS} times "
-                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")})
-                    submit()
-                    continue
+                except lost as exc:  # its worker died MAX_ATTEMPTS times (Ray retried it meanwhile)
+                    kind, payload = "error", {"file": str(plan.path), "error": (
+                        f"the Ray worker scoring it died {MAX_ATTEMPTS} times "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")}
                 del ref
                 if kind == "scores":
                     job.windows_done(len(payload))
@@ -245,15 +236,17 @@ def score_on_ray(job, model: Detector, options: dict, address: str | None = None
                     job.failed(k, payload)
                 del payload
                 submit()
+            pids = ray.get([a.pid.remote() for a in actors])
+            restarts = sum(p != info["pid"] for p, info in zip(pids, infos))
             summaries = ray.get([a.summary.remote() for a in actors])
         finally:
             job.close()
             for actor in actors:
                 ray.kill(actor)
-    return job.table(_summary(summaries, infos, retried))
+    return job.table(_summary(summaries, infos, restarts))
 
 
-def _summary(summaries: list[dict], infos: list[dict], retried: int) -> dict:
+def _summary(summaries: list[dict], infos: list[dict], restarts: int) -> dict:
     """The engine's part of ``attrs["summary"]``: the first actor's run info, timings summed."""
     first = dict(summaries[0])
     first["max_chunk_samples"] = max(s["max_chunk_samples"] for s in summaries)
@@ -261,5 +254,5 @@ def _summary(summaries: list[dict], infos: list[dict], retried: int) -> dict:
     for key in ("model_seconds", "input_wait_seconds"):
         first[key] = round(sum(s[key] for s in summaries), 3)
     first.update(engine="ray", num_actors=len(summaries),
-                 ray_hosts=sorted({i["host"] for i in infos}), n_retried=retried)
+                 ray_hosts=sorted({i["host"] for i in infos}), n_actor_restarts=restarts)
     return first
