@@ -43,7 +43,7 @@ IN_FLIGHT_PER_ACTOR = 2
 #: times a recording is handed out before a dying worker makes it an error
 MAX_ATTEMPTS = 3
 #: object store of the local Ray instance started when no address is given
-LOCAL_OBJECT_STORE_BYTES = 512 * 2**20
+LOCAL_OBJECT_STORE_BYTES = 400 * 2**20
 #: environment variables the actors get from the driver (they change results)
 PROPAGATED_ENV = ("SOUNDSCAPE_PRECISION", "SOUNDSCAPE_OFFLINE")
 
@@ -72,18 +72,21 @@ def check_address(address: str | None) -> str | None:
 @contextlib.contextmanager
 def ray_session(address: str | None) -> Iterator:
     """Connected to Ray for the duration: the caller's connection if there is one, else
-    `address`, else a new local instance on this machine (shut down afterwards)."""
+    `address`, else a new local instance on this machine (shut down afterwards).
+
+    Yields ``(ray, started_here)``: `started_here` is True for a local instance started here.
+    """
     ray = import_ray()
     if ray.is_initialized():
-        yield ray
+        yield ray, False
         return
     if address is None:
         ray.init(include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                 logging_level=logging.WARNING)
+                 _node_ip_address="127.0.0.1", logging_level=logging.WARNING)  # loopback only
     else:
         ray.init(address=address, logging_level=logging.WARNING)
     try:
-        yield ray
+        yield ray, address is None
     finally:
         ray.shutdown()
 
@@ -151,10 +154,14 @@ def _actor_class(ray):
     return ray.remote(max_restarts=-1, max_task_retries=MAX_ATTEMPTS - 1)(ScoringActor)
 
 
-def _runtime_env(ray_options: dict) -> dict:
-    """`ray_options`' runtime_env with the driver's `PROPAGATED_ENV` variables added."""
+def _runtime_env(ray_options: dict, local: bool) -> dict:
+    """`ray_options`' runtime_env with the driver's `PROPAGATED_ENV` variables added; on a
+    `local` instance, also a PYTHONPATH that finds the driver's own soundscape first."""
     env = dict(ray_options.get("runtime_env") or {})
     wanted = {k: os.environ[k] for k in PROPAGATED_ENV if k in os.environ}
+    if local:
+        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        wanted["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
     if wanted:
         env["env_vars"] = {**wanted, **(env.get("env_vars") or {})}
     return env
@@ -176,7 +183,7 @@ def score_on_ray(job, model: Detector, options: dict, address: str | None = None
     `num_cpus` and `num_gpus`, unless ``device`` is given).
     """
     ray_options = dict(ray_options or {})
-    with ray_session(address) as ray:
+    with ray_session(address) as (ray, local):
         from ray.exceptions import ObjectLostError, RayActorError, WorkerCrashedError
 
         lost = (RayActorError, ObjectLostError, WorkerCrashedError)
@@ -185,7 +192,7 @@ def score_on_ray(job, model: Detector, options: dict, address: str | None = None
         if options.get("device") is None:
             options["device"] = "cuda" if num_gpus else "cpu"
         actor_options = {**ray_options, "num_cpus": num_cpus, "num_gpus": num_gpus}
-        runtime_env = _runtime_env(ray_options)
+        runtime_env = _runtime_env(ray_options, local)
         if runtime_env:
             actor_options["runtime_env"] = runtime_env
         cls = _actor_class(ray)
