@@ -101,10 +101,13 @@ def model_bytes(model: Detector) -> bytes:
 class ScoringActor:
     """One model on a Ray worker (made a Ray actor class by `_actor_class`).
 
+    The model comes with the calls (``model``: ``[ObjectRef]`` of the model file's bytes,
+    `model_bytes`, which the driver holds for the whole run) and is loaded by the first
+    one, with `load_model(trusted=trusted)`; so an actor that Ray restarts loads it again
+    with the first task it is given, and no constructor argument lives in the object store.
+
     Parameters
     ----------
-    model_file : bytes
-        The model file (`model_bytes`), loaded with `load_model(trusted=trusted)`.
     trusted : bool
     options : dict
         ``prep``, ``activation``, ``device``, ``batch_size``, ``chunk_duration``,
@@ -112,7 +115,16 @@ class ScoringActor:
         ``threads``: the `WindowScorer` settings.
     """
 
-    def __init__(self, model_file: bytes, trusted: bool, options: dict):
+    def __init__(self, trusted: bool, options: dict):
+        self.trusted, self.options = trusted, dict(options)
+        self.num_workers = self.options["num_workers"]
+        self.scorer = None
+
+    def _load(self, model: list):
+        if self.scorer is not None:
+            return self.scorer
+        import ray
+
         from ..model_file import load_model
         from .predict import _activation, _error_record
         from .scoring import WindowScorer
@@ -120,33 +132,34 @@ class ScoringActor:
         with tempfile.TemporaryDirectory(prefix="soundscape-ray-") as tmp:
             path = os.path.join(tmp, "model.model")
             with open(path, "wb") as fh:
-                fh.write(model_file)
-            model = load_model(path, trusted=trusted)
-        o = dict(options)
+                fh.write(ray.get(model[0]))
+            detector = load_model(path, trusted=self.trusted)
+        o = self.options
         torch.set_num_threads(o["threads"])
-        _, act = _activation(model, o["activation"])
-        self.num_workers = o["num_workers"]
+        _, act = _activation(detector, o["activation"])
         self.scorer = WindowScorer(
-            model, o["prep"], act, torch.device(o["device"]), o["batch_size"], o["chunk_duration"],
+            detector, o["prep"], act, torch.device(o["device"]), o["batch_size"], o["chunk_duration"],
             _error_record, o["precision"], o["compile"], o["backend"], o["calibration"], o["threads"])
+        return self.scorer
 
     def pid(self) -> int:
         """The worker's process id (tests kill it)."""
         return os.getpid()
 
-    def info(self) -> dict:
+    def info(self, model: list) -> dict:
         """How the model runs here (`WindowScorer.run_info`) and the worker's pid and host."""
         import socket
 
-        return {"pid": os.getpid(), "host": socket.gethostname(), **self.scorer.run_info}
+        return {"pid": os.getpid(), "host": socket.gethostname(), **self._load(model).run_info}
 
-    def score(self, k: int, plan) -> tuple:
+    def score(self, k: int, plan, model: list) -> tuple:
         """``(kind, k, payload)`` of recording k: ``("scores", k, table)`` or ``("error", k, record)``."""
-        (kind, _, payload), = self.scorer.score([(k, plan)], self.num_workers)
+        (kind, _, payload), = self._load(model).score([(k, plan)], self.num_workers)
         return kind, k, payload
 
-    def summary(self) -> dict:
-        return self.scorer.summary()
+    def summary(self) -> dict | None:
+        """`WindowScorer.summary` (None for an actor restarted after its last task)."""
+        return None if self.scorer is None else self.scorer.summary()
 
 
 def _actor_class(ray):
@@ -198,15 +211,15 @@ def score_on_ray(job, model: Detector, options: dict, address: str | None = None
         cls = _actor_class(ray)
         model_ref = ray.put(model_bytes(model))
         # one actor first: its precision names the run (run.json) before any file is planned
-        actors = [cls.options(**actor_options).remote(model_ref, trusted, options)]
+        model = [model_ref]
+        actors = [cls.options(**actor_options).remote(trusted, options)]
         try:
-            infos = _started(ray, actors)
+            infos = _started(ray, actors, model)
             precision = infos[0]["precision"]
             plans = job.open(precision)
             n = max(1, min(n, len(plans)))
-            actors += [cls.options(**actor_options).remote(model_ref, trusted, options)
-                       for _ in range(n - 1)]
-            infos += _started(ray, actors[1:])
+            actors += [cls.options(**actor_options).remote(trusted, options) for _ in range(n - 1)]
+            infos += _started(ray, actors[1:], model)
             other = sorted({i["precision"] for i in infos} - {precision})
             if other:
                 raise ParameterError(f"the Ray actors run the model in different precisions ({precision}, "
@@ -221,7 +234,7 @@ def score_on_ray(job, model: Detector, options: dict, address: str | None = None
                     if load[i] >= IN_FLIGHT_PER_ACTOR:
                         return
                     k, plan = queue.popleft()
-                    pending[actors[i].score.remote(k, plan)] = (i, k, plan)
+                    pending[actors[i].score.remote(k, plan, model)] = (i, k, plan)
                     load[i] += 1
 
             submit()
@@ -245,7 +258,7 @@ def score_on_ray(job, model: Detector, options: dict, address: str | None = None
                 submit()
             pids = ray.get([a.pid.remote() for a in actors])
             restarts = sum(p != info["pid"] for p, info in zip(pids, infos))
-            summaries = ray.get([a.summary.remote() for a in actors])
+            summaries = [s for s in ray.get([a.summary.remote() for a in actors]) if s is not None]
         finally:
             job.close()
             for actor in actors:
@@ -253,13 +266,16 @@ def score_on_ray(job, model: Detector, options: dict, address: str | None = None
     return job.table(_summary(summaries, infos, restarts))
 
 
-def _started(ray, actors: list) -> list[dict]:
+def _started(ray, actors: list, model: list) -> list[dict]:
     """The `ScoringActor.info` of `actors` once they run; a ParameterError naming the cause
     when one could not start (its model did not load, say)."""
-    from ray.exceptions import RayActorError
+    from ray.exceptions import RayActorError, RayTaskError
 
     try:
-        return ray.get([a.info.remote() for a in actors])
+        return ray.get([a.info.remote(model) for a in actors])
+    except RayTaskError as exc:  # the model did not load
+        cause = getattr(exc, "cause", None) or exc
+        raise ParameterError(f"a Ray actor could not start: {cause}") from exc
     except RayActorError as exc:
         text = str(exc)
         lines = [line.strip() for line in text.splitlines() if "Error" in line and ":" in line]
@@ -268,11 +284,13 @@ def _started(ray, actors: list) -> list[dict]:
 
 def _summary(summaries: list[dict], infos: list[dict], restarts: int) -> dict:
     """The engine's part of ``attrs["summary"]``: the first actor's run info, timings summed."""
+    if not summaries:  # every actor was restarted after its last task: run info only
+        summaries = [{k: v for k, v in infos[0].items() if k not in ("pid", "host")}]
     first = dict(summaries[0])
-    first["max_chunk_samples"] = max(s["max_chunk_samples"] for s in summaries)
-    first["runner_setup_seconds"] = max(s["runner_setup_seconds"] for s in summaries)
+    for key in ("max_chunk_samples", "runner_setup_seconds"):
+        first[key] = max(s.get(key, 0) for s in summaries)
     for key in ("model_seconds", "input_wait_seconds"):
-        first[key] = round(sum(s[key] for s in summaries), 3)
-    first.update(engine="ray", num_actors=len(summaries),
+        first[key] = round(sum(s.get(key, 0.0) for s in summaries), 3)
+    first.update(engine="ray", num_actors=len(infos),
                  ray_hosts=sorted({i["host"] for i in infos}), n_actor_restarts=restarts)
     return first
