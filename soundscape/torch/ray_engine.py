@@ -2,7 +2,7 @@
 
 ``predict_recordings(..., engine="ray")`` plans the recordings on the driver (the same
 `RecordingJob` as the local engine: output folder, resume, claims), starts `num_actors`
-actors that each load the model once (from the model file's bytes, with the same safe
+actors that each load the model once per process (from the model file's bytes, with the same safe
 loader as `load_model`; code in the file runs only with ``trusted=True``) and build a
 `WindowScorer`, the local engine's own scoring code, and hands them one recording at a
 time. An actor returns the recording's score table; the driver writes it through the
@@ -15,8 +15,8 @@ results one at a time; its memory does not grow with the number of recordings.
 
 Fault tolerance: an actor whose process dies is restarted by Ray (``max_restarts=-1``),
 which runs the recordings it held again (``max_task_retries``: `MAX_ATTEMPTS` tries in
-all; a recording that keeps killing its worker goes to ``errors.csv``). Nothing of a recording is
-written before its whole table is back, so a retried recording is written once. A
+all; a recording that keeps killing its worker goes to ``errors.csv``). Nothing of a
+recording is written before its whole table is back, so a retried recording is written once. A
 driver that dies takes its actors with it; a re-run with the same `output_dir` resumes.
 """
 
@@ -209,17 +209,16 @@ def score_on_ray(job, model: Detector, options: dict, address: str | None = None
         if runtime_env:
             actor_options["runtime_env"] = runtime_env
         cls = _actor_class(ray)
-        model_ref = ray.put(model_bytes(model))
+        weights = [ray.put(model_bytes(model))]  # held here for the whole run (actor restarts)
         # one actor first: its precision names the run (run.json) before any file is planned
-        model = [model_ref]
         actors = [cls.options(**actor_options).remote(trusted, options)]
         try:
-            infos = _started(ray, actors, model)
+            infos = _started(ray, actors, weights)
             precision = infos[0]["precision"]
             plans = job.open(precision)
             n = max(1, min(n, len(plans)))
             actors += [cls.options(**actor_options).remote(trusted, options) for _ in range(n - 1)]
-            infos += _started(ray, actors[1:], model)
+            infos += _started(ray, actors[1:], weights)
             other = sorted({i["precision"] for i in infos} - {precision})
             if other:
                 raise ParameterError(f"the Ray actors run the model in different precisions ({precision}, "
@@ -234,7 +233,7 @@ def score_on_ray(job, model: Detector, options: dict, address: str | None = None
                     if load[i] >= IN_FLIGHT_PER_ACTOR:
                         return
                     k, plan = queue.popleft()
-                    pending[actors[i].score.remote(k, plan, model)] = (i, k, plan)
+                    pending[actors[i].score.remote(k, plan, weights)] = (i, k, plan)
                     load[i] += 1
 
             submit()
@@ -246,7 +245,7 @@ def score_on_ray(job, model: Detector, options: dict, address: str | None = None
                     kind, _, payload = ray.get(ref)
                 except lost as exc:  # its worker died MAX_ATTEMPTS times (Ray retried it meanwhile)
                     kind, payload = "error", {"file": str(plan.path), "error": (
-                        f"the Ray worker scoring it died {MAX_ATTEMPTS} times "
+                        f"lost on the Ray cluster after {MAX_ATTEMPTS} tries, its worker or node died "
                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")}
                 del ref
                 if kind == "scores":
