@@ -1,7 +1,7 @@
 """The `soundscape` command line (also `python -m soundscape`).
 
 Commands: ``train``, ``evaluate``, ``predict``, ``export``, ``birdnet``, ``embed``,
-``activity``, ``visualize``, ``config show|reference``, ``datasets list|download``. Exit status:
+``activity``, ``review``, ``visualize``, ``config show|reference``, ``datasets list|download``. Exit status:
 0 on success, 2 for a usage or config mistake, 1 when
 the work fails (bad data, unreadable files, training failure), 130 when interrupted; the reason
 is one line on stderr (``--debug`` re-raises to show the traceback).
@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .activity import add_command as _add_activity
 
     _add_activity(sub, common)
+    from .review.command import add_command as _add_review
+
+    _add_review(sub, common)
     return parser
 
 
@@ -381,6 +384,12 @@ def _activity(args) -> int:
     return run_command(args)
 
 
+def _review(args) -> int:
+    from .review.command import run_command
+
+    return run_command(args)
+
+
 def _birdnet(args) -> int:
     from .pretrained.commands import run_birdnet
 
@@ -395,7 +404,7 @@ def _embed(args) -> int:
 
 _COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "export": _export,
              "birdnet": _birdnet, "embed": _embed, "activity": _activity, "visualize": _visualize,
-             "config": _config, "datasets": _datasets}
+             "config": _config, "datasets": _datasets, "review": _review}
 
 
 class _Usage(Exception):

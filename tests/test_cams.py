@@ -31,9 +31,23 @@ RATE = 22050
 
 @pytest.fixture(scope="module")
 def woodcock_model(tmp_path_factory):
-    table = pd.read_csv(DATA / "woodcock_labels.csv")
-    table["file"] = [str(DATA / f) for f in table["filename"]]
-    table["label"] = (table["woodcock"] == "present").astype(int)
+    """A compact CNN trained on clips like the ones it explains: a peent at a random time in
+    quiet wind (half the clips), or wind alone, written as WAV files."""
+    import soundfile
+
+    folder = tmp_path_factory.mktemp("cam_clips")
+    rows = []
+    for k in range(48):
+        gen = np.random.default_rng(1000 + k)
+        if k % 2:
+            audio, _ = _clip_with_peent(float(gen.uniform(0.1, 1.6)), 1000 + k)
+            samples = audio.samples
+        else:
+            samples = sample_data.background(2.0, RATE, gen, wind_db=-45.0).astype(np.float32)
+        path = folder / f"clip_{k:02d}.wav"
+        soundfile.write(path, samples, RATE)
+        rows.append({"file": str(path), "label": k % 2})
+    table = pd.DataFrame(rows)
     prep = compact_preprocessing(sample_rate=RATE, clip_duration=2.0, n_mels=48,
                                  window_samples=512, min_frequency=500, max_frequency=8000)
     ds = SingleTargetAudioDataset(table, {0: "absent", 1: "woodcock"}, "file", "label",
@@ -43,7 +57,7 @@ def woodcock_model(tmp_path_factory):
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     with redirect_stdout(io.StringIO()):
         train(tmp_path_factory.mktemp("cam_model"), model, ds, ds, optimizer,
-              torch.nn.CrossEntropyLoss(), epochs=12, batch_size=8, num_workers=0,
+              torch.nn.CrossEntropyLoss(), epochs=8, batch_size=8, num_workers=0,
               log_every=100, seed=0, device="cpu", progress_bar=False, precision="fp32")
     return Detector(model, "compact_cnn", ["absent", "woodcock"], False, prep,
                     model.init_kwargs)
@@ -61,10 +75,6 @@ def _clip_with_peent(at: float = 1.2, seed: int = 3):
 
 
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
-@pytest.mark.xfail(strict=False, reason=(
-    "known gap: after sample_data was regenerated (clips from the recording's simulated site) the "
-    "briefly trained model's Grad-CAM puts ~1.8x (not >4x) of its energy share on the peent box; "
-    "to be re-tuned (training clips / epochs) next round"))
 def test_map_concentrates_on_the_peent(woodcock_model, method, tmp_path):
     clips, boxes = zip(*[_clip_with_peent(at, seed) for at, seed in [(0.3, 1), (1.2, 2), (1.5, 3)]])
     result = cams(woodcock_model, list(clips), method=method, target="woodcock")
@@ -72,7 +82,8 @@ def test_map_concentrates_on_the_peent(woodcock_model, method, tmp_path):
     assert np.all(np.diff(result.frequencies) > 0) and result.times[-1] < 2.0
     for i, box in enumerate(boxes):
         energy, area = result.box_fraction(i, *box)
-        assert energy > 4 * area, (i, energy, area)  # measured: 7-10x
+        print(f"{method} clip {i}: {energy / area:.1f}x the box's share of the map")
+        assert energy > 4 * area, (i, energy, area)
     fig = plot_cam(result, 1, fname=tmp_path / "cam.png")
     assert (tmp_path / "cam.png").stat().st_size > 1000 and fig.axes
 

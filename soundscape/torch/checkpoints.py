@@ -39,7 +39,7 @@ from ..metrics import array_record, flat_record, plain_record, to_json
 from ..model_file import _torch_load, atomic_torch_save, to_plain
 
 if TYPE_CHECKING:
-    from .train import _Run
+    from .run_setup import _Run
 
 logger = logging.getLogger("soundscape.train")
 
