@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	else \
 	  $(PY) -m pip install torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION); \
 	fi
-	$(PY) -m pip install -e ".[dev,birdnet,onnx,indices,cams,metadata,review]"
+	$(PY) -m pip install -e ".[dev,birdnet,onnx,indices,cams,metadata,review,ray]"
 	touch $(STAMP)
 
 setup: $(STAMP)

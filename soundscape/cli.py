@@ -64,6 +64,21 @@ def _device_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
 
 
+def _engine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="folder input: score here (local, default) or on Ray actors (needs the ray extra)")
+    p.add_argument("--address", help="--engine ray: the cluster (auto, ray://HOST:10001); "
+                                     "default: a local Ray instance")
+    p.add_argument("--num_actors", "--num-actors", type=int,
+                   help="--engine ray: models running at once (default: one per CPU of the cluster)")
+
+
+def _engine_kwargs(args) -> dict:
+    if args.engine == "local":
+        return {}
+    return {"engine": args.engine, "address": args.address, "num_actors": args.num_actors}
+
+
 def _precision_option(p: argparse.ArgumentParser, training: bool = False) -> None:
     choices = ["auto", "fp32", "bf16", "fp16"]
     if training:
@@ -138,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data_root", help="folder holding local data sets for URIs")
     _device_option(p)
     _precision_option(p)
+    _engine_options(p)
 
     p = _sub(sub, "export", "write a model as an ONNX file (the network, or waveform -> logits)", common)
     p.add_argument("--model_path", required=True, help="model folder (results/<run>/model) or model file")
@@ -153,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed = _sub(sub, "embed", "BirdNET embeddings of every window of a folder of recordings, "
                  "as a resumable Parquet store", common)
     add_arguments(birdnet, embed)
+    _engine_options(embed)
 
     p = _sub(sub, "visualize", "plot training or test statistics", common)
     p.add_argument("--visualization", "-v", required=True, choices=VISUALIZATION_NAMES)
@@ -295,7 +312,7 @@ def _predict(args) -> int:
         model, args.dataset, output_directory=args.output_directory,
         data_root=args.data_root, device=args.device, batch_size=args.batch_size,
         clip_overlap=args.clip_overlap, progress=not args.quiet, precision=args.precision,
-        compile=args.compile,
+        compile=args.compile, **_engine_kwargs(args),
     )
     print(f"wrote {len(preds)} predictions to {out / 'predictions.csv'}")
     return 0
@@ -382,7 +399,7 @@ def _birdnet(args) -> int:
 def _embed(args) -> int:
     from .pretrained.commands import run_embed
 
-    return run_embed(args)
+    return run_embed(args, **_engine_kwargs(args))
 
 
 _COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "export": _export,

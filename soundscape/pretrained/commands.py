@@ -79,15 +79,16 @@ def run_birdnet(args) -> int:
     return 0
 
 
-def run_embed(args) -> int:
-    """``soundscape embed``: the Parquet embedding store of a folder of recordings."""
+def run_embed(args, **engine) -> int:
+    """``soundscape embed``: the Parquet embedding store of a folder of recordings
+    (`engine`: ``engine=``, ``address=``, ``num_actors=`` of `predict_recordings`)."""
     from .birdnet import BirdNET
     from .embeddings import embed
 
     backbone = BirdNET(num_threads=args.num_threads)
     store = embed(backbone, args.dataset, clip_overlap=args.clip_overlap,
                   output_dir=args.output_directory, progress=not args.quiet,
-                  batch_size=args.batch_size, overwrite=args.overwrite)
+                  batch_size=args.batch_size, overwrite=args.overwrite, **engine)
     s = store.summary
     print(f"embedded {s['n_scored']} recording(s) ({s['n_windows']} windows), {s['n_skipped']} "
           f"already done, {s['n_failed']} failed; {len(store)} windows in {store.root}")

@@ -69,6 +69,7 @@ def embed(
     overwrite: bool = False,
     chunk_duration: float = 60.0,
     backbone_kwargs: dict | None = None,
+    **engine,
 ) -> "EmbeddingStore | pd.DataFrame":
     """Embeddings of every window of every recording, through `predict_recordings`.
 
@@ -101,6 +102,9 @@ def embed(
         Seconds of audio read at a time.
     backbone_kwargs : dict, optional
         Arguments of the backbone's constructor, with a registry name.
+    **engine
+        ``engine``, ``address``, ``num_actors``, ``num_cpus``, ``num_gpus``... of
+        `predict_recordings`: ``engine="ray"`` computes the embeddings on Ray actors.
 
     Returns
     -------
@@ -128,7 +132,7 @@ def embed(
         num_workers=num_workers, output_dir=output_dir, output_format="parquet", activation=None,
         progress=progress, chunk_duration=chunk_duration, overwrite=overwrite,
         precision="fp32",  # the backbone runs outside torch: nothing for autocast to speed up
-        return_scores=output_dir is None)
+        return_scores=output_dir is None, **engine)
     if output_dir is None:
         table.attrs["backbone"] = info
         return table

@@ -8,15 +8,11 @@ table of it), and ``result.attrs["summary"]`` counts what was done.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
 import os
 import sys
-import threading
-import time
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -24,25 +20,26 @@ import torch
 from tqdm import tqdm
 
 from ..audio import clip_times
+from ..audio_files import find_audio_files
 from ..errors import ParameterError
 from ..io import check_writable
 from ..loading import ClipLoader
-from ..model_file import Detector, to_plain, load_model
+from ..model_file import Detector, load_model, to_plain
 from ..preprocessing import Preprocessing
-from ..runtime import ThreadTuner, resolve_device, thread_candidates, torch_threads
-from .outputs import INDEX, OutputFolder, check_format, read_scores, read_table
-from ..audio_files import find_audio_files
+from ..runtime import resolve_device
+from .outputs import INDEX, check_format, read_scores
+from .recording_job import RecordingJob
 from .runners import make_runner
-from .windows import background_items, frame_geometry, plan_windows, window_frames
+from .scoring import GROUP_BYTES, WindowScorer  # noqa: F401 (GROUP_BYTES: classic path)
+from .windows import frame_geometry
 
 __all__ = ["predict", "predict_recordings", "find_audio_files", "read_scores"]
 
 logger = logging.getLogger("soundscape.predict")
 
 ACTIVATIONS = ("auto", "softmax", "sigmoid", None)
-#: frame bytes of the windows finished at a time: groups this size keep the temporaries
-#: of `Preprocessing.finish` small (the model still gets full batches)
-GROUP_BYTES = 4 * 2**20
+#: where `predict_recordings` scores the windows (see its `engine` argument)
+ENGINES = ("local", "ray")
 
 
 # ---------------------------------------------------------------------------- shared parts
@@ -349,79 +346,6 @@ def _weights_digest(model: Detector) -> str:
     return h.hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=1)
-def _openmp_backend() -> bool:
-    """True when torch's intra-op threads come from OpenMP (thread counts are per thread)."""
-    return "parallel backend: OpenMP" in torch.__config__.parallel_info()
-
-
-def _produce(plans: list, prep: Preprocessing, chunk_duration: float, group: int, batch_size: int,
-             memory_format: torch.memory_format, stats: dict, stop: threading.Event,
-             background: bool = False, stft_dtype: torch.dtype = torch.float64) -> Iterator[tuple]:
-    """Model batches of the windows of `plans`, assembled here, off the model's thread.
-
-    Items: ``("batch", [(k, window indices), ...], inputs)``: a full batch (the last one
-    of the plans may be short), its windows possibly from several recordings, the inputs
-    written straight into the batch in the model's memory format (no copies left for the
-    model's thread); ``("done", k, None)`` once every window of recording k is in a batch
-    handed out or in the one being filled; ``("error", k, record)`` when recording k
-    fails (its windows in the batch being filled are dropped).
-
-    In a background thread, torch ops here use one intra-op thread (a per-thread setting
-    with OpenMP), leaving the other cores to the model instead of oversubscribing them.
-    """
-    if background and _openmp_backend():
-        torch.set_num_threads(1)
-    shape = prep.input_shape
-    fmt = memory_format if len(shape) == 3 else torch.contiguous_format
-    buf, fill, meta = None, 0, []
-    for k, plan in plans:
-        try:
-            for idx, finished, data in window_frames(plan, prep, chunk_duration, group, stats,
-                                                     stft_dtype):
-                if stop.is_set():
-                    return
-                pos = 0
-                while pos < len(idx):
-                    if buf is None:
-                        buf, fill, meta = torch.empty((batch_size, *shape), memory_format=fmt), 0, []
-                    n = min(len(idx) - pos, batch_size - fill)
-                    target = buf[fill:fill + n]
-                    if finished:
-                        target.copy_(data[pos:pos + n])
-                    else:
-                        prep.finish_stream(data[pos:pos + n], out=target)
-                    meta.append((k, idx[pos:pos + n]))
-                    fill, pos = fill + n, pos + n
-                    if fill == batch_size:
-                        yield "batch", meta, buf
-                        buf, fill, meta = None, 0, []
-            yield "done", k, None
-        except Exception as exc:  # a bad file must not stop the run
-            while meta and meta[-1][0] == k:  # its windows are the last ones of the open batch
-                fill -= len(meta.pop()[1])
-            yield "error", k, _error_record(plan.path, exc)
-    if fill:
-        yield "batch", meta, buf[:fill]
-
-
-def _single_threaded(items: Iterator) -> Iterator:
-    """`items` produced with one torch thread, consumed with the caller's (serial mode).
-
-    Small preprocessing ops gain nothing from a second thread and lose much when another
-    process holds the other core (each op waits for both threads).
-    """
-    try:
-        while True:
-            with torch_threads(1):
-                item = next(items, None)
-            if item is None:
-                return
-            yield item
-    finally:
-        items.close()  # an early stop closes the files the producer holds open
-
-
 def predict_recordings(
     model: Detector | str | os.PathLike,
     files,
@@ -443,6 +367,13 @@ def predict_recordings(
     calibration=None,
     backend: str = "torch",
     threads: int | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    num_actors: int | None = None,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+    trusted: bool = False,
+    ray_options: dict | None = None,
 ) -> pd.DataFrame:
     """Score sliding windows over long recordings, streaming each file in chunks.
 
@@ -503,6 +434,28 @@ def predict_recordings(
     threads : int, optional
         Intra-op threads of the model (default `soundscape.runtime.inference_threads`:
         every CPU on small machines, all but the producers' on larger ones).
+    engine : {"local", "ray"}
+        "local" (default): this process. "ray": Ray actors, each with its own copy of the
+        model, score one recording at a time and this process writes their tables (needs
+        the ``ray`` extra; see `soundscape.torch.ray_engine`); outputs, resume and the
+        returned table are those of a local run. `num_workers` then counts each actor's
+        reading threads, `threads` and `device` do not apply (see `num_cpus`, `num_gpus`).
+    address : str, optional
+        With ``engine="ray"``: the cluster, ``"auto"`` (the one this machine belongs
+        to, started with ``ray start``), ``"ray://HOST:10001"`` (Ray Client); None: the
+        Ray session this process already has, else a new local instance on this machine.
+    num_actors : int, optional
+        With ``engine="ray"``: models running at once (default: the cluster's CPUs divided
+        by `num_cpus`, or its GPUs by `num_gpus`; never more than the recordings to do).
+    num_cpus, num_gpus : float
+        With ``engine="ray"``: resources of each actor; its model runs on ``num_cpus``
+        threads, on a GPU when ``num_gpus > 0``.
+    trusted : bool
+        With ``engine="ray"``: the actors load the model from its model file as
+        `load_model(trusted=trusted)` does (needed for a network stored whole).
+    ray_options : dict, optional
+        With ``engine="ray"``: further `ray.actor.ActorClass.options` of the actors
+        (``runtime_env``, ``resources``, ``scheduling_strategy``...).
 
     Returns
     -------
@@ -514,12 +467,13 @@ def predict_recordings(
         ``attrs["frequency_band"]``: the model's (low, high) Hz, which `detections` gives
         the events.
     """
-    t_start = time.perf_counter()
     model = _as_detector(model)
     batch_size = _check_positive("batch_size", batch_size, 1)
     num_workers = _check_positive("num_workers", num_workers, 0)
     act_name, act = _activation(model, activation)
     output_format = check_format(output_format)
+    if engine not in ENGINES:
+        raise ParameterError(f"engine must be one of {ENGINES}, got {engine!r}")
     if not return_scores and output_dir is None:
         raise ParameterError("return_scores=False needs output_dir= (where the tables are written)")
     if not (np.isfinite(chunk_duration) and chunk_duration > 0):
@@ -531,172 +485,47 @@ def predict_recordings(
     prep = prep.replace(clip_duration=float(clip_duration))
     frame_geometry(prep)
     _check_windows(prep.clip_duration, clip_overlap, final_clip)  # before any file is touched
+    if engine == "ray":
+        from . import ray_engine
+
+        ray_engine.import_ray()
+        address = ray_engine.check_address(address)
+        if num_actors is not None:
+            num_actors = _check_positive("num_actors", num_actors, 1)
+    if threads is not None:
+        threads = _check_positive("threads", threads, 1)
     if output_dir is not None:
+        _check_output_path(output_dir)
         check_writable(output_dir, "predict_recordings output_dir")
     paths = find_audio_files(files)
-    device = _device(model, device)
-    tuner = None
-    if threads is None:
-        candidates = thread_candidates()
-        if backend == "torch" and device.type == "cpu":
-            tuner = ThreadTuner(candidates)  # measured while running
-        threads = candidates[0]
-    threads = _check_positive("threads", threads, 1)
-    was_training = model.training
-    t_runner = time.perf_counter()
-    with torch_threads(threads):
-        runner = make_runner(model, device, precision, compile, backend, calibration, batch_size,
-                             threads=threads)
-    runner_setup = time.perf_counter() - t_runner
-    prec = runner.precision
-    # the STFT in float32 when the model runs below fp32: within ~0.01 dB of float64, far
-    # below bf16's own rounding of the inputs (~0.1 dB); fp32 models get the float64 STFT
-    stft_dtype = torch.float64 if runner.info["precision"] == "fp32" else torch.float32
-    classes = list(model.classes)
-
-    out = None
-    if output_dir is not None:
-        settings = json.loads(json.dumps(to_plain({
-            "architecture": model.architecture, "classes": classes,
-            "weights_sha1": _weights_digest(model), "preprocessing": prep.to_dict(),
-            "clip_overlap": clip_overlap, "final_clip": final_clip, "activation": act_name,
-            "output_format": output_format, "precision": runner.info["precision"]})))
-        out = OutputFolder(output_dir, settings, output_format, overwrite)
-
-    results: dict[int, pd.DataFrame] = {}
-    errors: dict[int, dict] = {}
-    plans = []
-    n_skipped = 0
-    n_claimed_elsewhere = 0
-    for k, path in enumerate(paths):
-        done = out.finished(path) if out is not None else None
-        if done is not None:
-            if return_scores:
-                results[k] = read_table(done)
-            n_skipped += 1
-            continue
-        if out is not None and not out.claim(path):  # another live job is scoring it
-            n_claimed_elsewhere += 1
-            continue
-        try:
-            plans.append((k, plan_windows(path, prep, clip_overlap, final_clip)))
-        except Exception as exc:
-            errors[k] = _error_record(path, exc)
-    if out is not None and errors:
-        out.write_errors(pd.DataFrame([errors[k] for k in sorted(errors)], columns=["file", "error"]))
-
-    disable = _progress_disabled(progress)
-    n_windows = sum(len(p) for _, p in plans)
-    bar_files = tqdm(total=len(plans), desc="files", unit="file", disable=disable, file=sys.stderr,
-                     position=0)
-    bar_windows = tqdm(total=n_windows, desc="windows", unit="win", disable=disable, file=sys.stderr,
-                       position=1)
-    state = {k: {"plan": p, "scores": np.empty((len(p), len(classes)), np.float32),
-                 "filled": 0, "produced": False} for k, p in plans}
-    stats: dict = {"max_chunk_samples": 0}
-    stop = threading.Event()
-    n_freqs = prep.n_bins
-    group = max(1, min(batch_size, GROUP_BYTES // (4 * n_freqs * frame_geometry(prep)[2])))
-    fmt = torch.channels_last if prec.channels_last else torch.contiguous_format
-    if num_workers == 0:
-        items: Iterator = _single_threaded(_produce(plans, prep, chunk_duration, group, batch_size, fmt,
-                                                    stats, stop, stft_dtype=stft_dtype))
-    else:
-        shards = [plans[s::num_workers] for s in range(num_workers)]
-        items = background_items(lambda s: _produce(shards[s], prep, chunk_duration, group, batch_size,
-                                                    fmt, stats, stop, background=True,
-                                                    stft_dtype=stft_dtype),
-                                 num_workers, stop, max_items=num_workers + 1)
-
-    def finish(k: int) -> None:
-        st = state.pop(k)
-        plan = st["plan"]
-        index = pd.MultiIndex.from_arrays(
-            [np.full(len(plan), str(plan.path), dtype=object), plan.starts, plan.ends], names=INDEX)
-        frame = pd.DataFrame(st["scores"], index=index, columns=classes)
-        if out is not None:
-            out.write(plan.path, frame)
-            out.release(plan.path)
-        results[k] = frame if return_scores else None
-        bar_files.update(1)
-
-    def run_batch(meta: list, x: torch.Tensor) -> None:
-        y = act(runner(x.to(device))).cpu().numpy()
-        pos = 0
-        for k, idx in meta:
-            st = state.get(k)
-            if st is not None:  # not failed meanwhile
-                st["scores"][idx] = y[pos:pos + len(idx)]
-                st["filled"] += len(idx)
-            pos += len(idx)
-        bar_windows.update(len(y))
-        for k in dict.fromkeys(k for k, _ in meta):
-            st = state.get(k)
-            if st is not None and st["produced"] and st["filled"] == len(st["plan"]):
-                finish(k)
-
-    timing = {"wait": 0.0, "model": 0.0}
+    job = RecordingJob(model, prep, paths, output_dir, output_format, overwrite, clip_overlap,
+                       final_clip, act_name, return_scores, _weights_digest, _error_record,
+                       _empty_scores, progress, _progress_disabled(progress))
+    if engine == "ray":
+        options = dict(prep=prep, activation=act_name, device=None if device is None else str(device),
+                       batch_size=batch_size, chunk_duration=chunk_duration, num_workers=num_workers,
+                       precision=precision, compile=compile, backend=backend, calibration=calibration)
+        return ray_engine.score_on_ray(job, model, options, address, num_actors, num_cpus, num_gpus,
+                                       trusted, ray_options)
+    scorer = WindowScorer(model, prep, act, _device(model, device), batch_size, chunk_duration,
+                          _error_record, precision, compile, backend, calibration, threads)
     try:
-        with torch.inference_mode(), torch_threads(threads):
-            last = time.perf_counter()
-            for kind, k, payload in items:
-                if kind == "batch":
-                    if tuner is not None:
-                        torch.set_num_threads(tuner.threads())
-                    got = time.perf_counter()
-                    run_batch(k, payload)
-                    now = time.perf_counter()
-                    timing["wait"] += got - last  # waiting for the producer (and bookkeeping)
-                    timing["model"] += now - got
-                    if tuner is not None:
-                        tuner.record(len(payload), now - last)
-                    last = now
-                elif kind == "done":
-                    state[k]["produced"] = True
-                    if state[k]["filled"] == len(state[k]["plan"]):
-                        finish(k)
-                else:  # error: its windows already scored are dropped with its state
-                    errors[k] = payload
-                    state.pop(k, None)
-                    bar_files.update(1)
-                    if out is not None:
-                        out.write_errors(pd.DataFrame([errors[j] for j in sorted(errors)],
-                                                      columns=["file", "error"]))
+        job.open(scorer.run_info["precision"])
+        for kind, k, payload in scorer.score(job.plans, num_workers, job.windows_done):
+            if kind == "scores":
+                job.scored(k, payload)
+            else:
+                job.failed(k, payload)
     finally:
-        stop.set()
-        items.close()  # joins the background threads
-        if out is not None:
-            out.release_all()
-        model.train(was_training)
-        bar_windows.close()
-        bar_files.close()
+        job.close()
+    return job.table(scorer.summary())
 
-    frames = [results[k] for k in sorted(results) if results[k] is not None]
-    table = pd.concat(frames) if frames else _empty_scores(classes)
-    error_list = [errors[k] for k in sorted(errors)]
-    if out is not None:
-        out.write_errors(pd.DataFrame(error_list, columns=["file", "error"]))
-    seconds = time.perf_counter() - t_start
-    n_scored = len(results) - (n_skipped if return_scores else 0)
-    summary = {
-        "n_files": len(paths), "n_scored": n_scored, "n_skipped": n_skipped,
-        "n_failed": len(error_list), "n_windows": int(n_windows - sum(
-            len(p) for k, p in plans if k in errors)), "seconds": round(seconds, 3),
-        "max_chunk_samples": int(stats["max_chunk_samples"]), **_run_info(runner),
-        **(tuner.summary() if tuner is not None else {}),
-        "stft_dtype": str(stft_dtype).replace("torch.", ""),
-        "runner_setup_seconds": round(runner_setup, 3),  # int8 calibration, ONNX export (compiling: 1st batch)
-        # where the model's thread spent the run: scoring batches, or waiting for the next one
-        "model_seconds": round(timing["model"], 3), "input_wait_seconds": round(timing["wait"], 3),
-        "n_claimed_by_other_jobs": n_claimed_elsewhere,
-    }
-    table.attrs["errors"] = error_list
-    table.attrs["summary"] = summary
-    table.attrs["frequency_band"] = frequency_band(prep)
-    message = (f"predict_recordings: {n_scored} recording(s) scored ({summary['n_windows']} windows, "
-               f"{seconds:.1f} s), {n_skipped} already done, {len(error_list)} failed"
-               + (f"; see {out.errors_path}" if out is not None and error_list else ""))
-    logger.log(logging.WARNING if error_list else logging.INFO, message)
-    if progress:
-        print(message, file=sys.stderr)
-    return table
+
+def _check_output_path(output_dir) -> None:
+    """ParameterError for an object-store URL: outputs go to local or mounted (NFS) folders."""
+    text = os.fspath(output_dir)
+    if isinstance(text, str) and "://" in text:
+        raise ParameterError(
+            f"output_dir {text!r}: object-store and other URLs are not supported; give a folder "
+            "path on a local or shared (NFS-style) file system (mount a bucket with s3fs/gcsfuse, "
+            "or write locally and copy the folder)")

@@ -212,6 +212,7 @@ def predict(
     progress: bool = True,
     precision: str = "auto",
     compile: bool = False,
+    **engine,
 ) -> tuple[pd.DataFrame, Path | None]:
     """Predict a table of audio files, or every recording in a folder.
 
@@ -223,7 +224,8 @@ def predict(
 
     ``precision`` and ``compile`` say how the model runs (see
     `soundscape.torch.predict.predict`); the choice is in the predictions'
-    ``attrs["summary"]``.
+    ``attrs["summary"]``. For a folder, ``engine``, ``address``, ``num_actors`` ...
+    (keyword arguments) are those of `predict_recordings` (e.g. ``engine="ray"``).
 
     Returns
     -------
@@ -238,9 +240,12 @@ def predict(
     if not isinstance(dataset, pd.DataFrame) and Path(str(dataset)).is_dir():
         preds = predict_folder(detector, dataset, clip_overlap, device, batch_size, progress,
                                output_directory=output_directory, precision=precision,
-                               compile=compile)
+                               compile=compile, **engine)
         failures = None
     else:
+        if engine.get("engine", "local") != "local":
+            raise ParameterError("engine= other than 'local' is for folders of recordings; a table "
+                                 "of clips is predicted here")
         table, conf, meta = _table_and_interface(detector, dataset, base_dir, data_root)
         n_inputs = len(conf["input_features"])
         check_columns(table, required_columns(conf, with_outputs=False)[:n_inputs], "the model's config")
@@ -277,7 +282,7 @@ def predict(
 def predict_folder(
     model, folder, clip_overlap: float = 0.0, device=None, batch_size: int | None = None,
     progress: bool = True, output_directory: str | os.PathLike | None = None,
-    precision: str = "auto", compile: bool = False,
+    precision: str = "auto", compile: bool = False, **engine,
 ) -> pd.DataFrame:
     """Predict every window of every recording under ``folder`` with `predict_recordings`.
 
@@ -285,7 +290,8 @@ def predict_folder(
     sole input is audio can do this. Returns ``file, start_time, end_time`` and the
     prediction columns; with `output_directory`, the per-recording score tables, manifest
     and ``errors.csv`` of `predict_recordings` go to ``<output_directory>/scores`` (a
-    re-run resumes).
+    re-run resumes). ``engine``, ``address``, ``num_actors`` ... (keyword arguments) go to
+    `predict_recordings` (e.g. ``engine="ray"``).
     """
     detector = _detector(model)
     conf, meta = model_interface(detector)
@@ -302,7 +308,7 @@ def predict_folder(
         batch_size=batch_size or conf["trainer"]["batch_size"], device=device, num_workers=0,
         activation=None, progress="always" if progress else False,
         output_dir=None if output_directory is None else Path(output_directory) / "scores",
-        precision=precision, compile=compile)
+        precision=precision, compile=compile, **engine)
     errors = scores.attrs.get("errors") or []
     if output_directory is not None:  # the failed recordings, beside the predictions
         _write_errors([(e["file"], e["error"]) for e in errors], Path(output_directory),
