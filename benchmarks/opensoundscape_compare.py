@@ -1,6 +1,8 @@
 """Benchmark: soundscape `predict_recordings` against OpenSoundscape 0.13.2 `CNN.predict`.
 
-Same model (a ResNet18 with random weights and two classes, 224 x 224 x 3 inputs), same
+Same model (a ResNet18 with random weights and two classes, 224 x 224 x 3 inputs: set on
+OpenSoundscape's preprocessor too, whose default in 0.13.2 is the spectrogram's own size,
+257 x 624 x 1 for these windows), same
 recording (a 20-minute 32 kHz WAV, 5-s windows, no overlap), batch size 32. Each run is
 its own subprocess, and the runs are interleaved (OpenSoundscape, ours at ``auto``
 precision, ours at fp32, OpenSoundscape, ...), so that a change of load on the machine
@@ -35,7 +37,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -50,7 +51,7 @@ from opensoundscape import CNN
 path, workers = sys.argv[1], int(sys.argv[2])
 torch.manual_seed(0)
 model = CNN("resnet18", classes=["absent", "present"], sample_duration=5.0, sample_rate=32000,
-            arch_weights=None)
+            arch_weights=None, height=224, width=224, channels=3)
 model.network.eval()
 started = time.perf_counter()
 scores = model.predict([path], batch_size=32, num_workers=workers, progress_bar=False)
@@ -65,12 +66,13 @@ from soundscape.model_file import Detector
 from soundscape.preprocessing import Preprocessing
 from soundscape.torch.models import build
 from soundscape.torch.predict import predict_recordings
-path, precision = sys.argv[1], sys.argv[2]
+path, precision, calibration = sys.argv[1], sys.argv[2], sys.argv[3]
 torch.manual_seed(0)
 prep = Preprocessing(sample_rate=32000, clip_duration=5.0)
 model = Detector(build("resnet18", 2), "resnet18", ["absent", "present"], False, prep).eval()
 started = time.perf_counter()
-scores = predict_recordings(model, [path], precision=precision, progress=False)
+scores = predict_recordings(model, [path], precision=precision, progress=False,
+                            calibration=[calibration] if precision == "int8" else None)
 seconds = time.perf_counter() - started
 summary = scores.attrs.get("summary", {})
 print(json.dumps({"clips": len(scores), "seconds": seconds,
@@ -90,7 +92,7 @@ onehot = pd.get_dummies(df.set_index("file")["label"]).astype(float)[classes]
 train_df = onehot[(df["fold"] <= 4).to_numpy()]
 torch.manual_seed(0)
 model = CNN("resnet18", classes=classes, sample_duration=5.0, sample_rate=22050,
-            single_target=True, arch_weights=None)
+            single_target=True, arch_weights=None, height=224, width=224, channels=3)
 steps_per_epoch = -(-len(train_df) // 32)
 with tempfile.TemporaryDirectory() as out:
     started = time.perf_counter()
@@ -153,6 +155,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="runs per side")
     parser.add_argument("--opso-workers", type=int, nargs="+", default=[0, 2],
                         help="OpenSoundscape num_workers settings to try")
+    parser.add_argument("--precisions", nargs="+", default=["auto", "fp32", "int8"],
+                        help="our precisions to run (int8 calibrates on a separate 2-min recording)")
     parser.add_argument("--training", action="store_true",
                         help="compare training epochs on ESC-10 instead of prediction")
     parser.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data" / "esc10"),
@@ -167,6 +171,8 @@ def main(argv=None) -> int:
     work = HERE / "_work"
     work.mkdir(exist_ok=True)
     path = make_recording(work / f"synthetic_{args.minutes:g}min_32000.wav", args.minutes / 60)
+    # int8 calibrates on a different recording (as predict_long.py --compare does)
+    calibration = make_recording(work / "calibration_2min_32000.wav", 2 / 60, seed=7)
     ours_env = {k: v for k, v in os.environ.items() if k != "SOUNDSCAPE_PRECISION"}
     load_before = os.getloadavg()
     runs: dict[str, list[dict]] = {}
@@ -176,10 +182,11 @@ def main(argv=None) -> int:
             runs.setdefault(key, []).append(
                 _run([args.opso_python, "-c", OPSO_CHILD, str(path), str(workers)]))
             print(f"round {r + 1} {key}: {runs[key][-1]['clips_per_s']:.1f} clips/s", flush=True)
-        for precision in ("auto", "fp32"):
+        for precision in args.precisions:
             key = f"soundscape precision={precision}"
             runs.setdefault(key, []).append(
-                _run([sys.executable, "-c", OURS_CHILD, str(path), precision], env=ours_env))
+                _run([sys.executable, "-c", OURS_CHILD, str(path), precision, str(calibration)],
+                     env=ours_env))
             print(f"round {r + 1} {key}: {runs[key][-1]['clips_per_s']:.1f} clips/s "
                   f"({runs[key][-1].get('precision')})", flush=True)
     load_after = os.getloadavg()

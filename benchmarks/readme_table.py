@@ -1,4 +1,5 @@
-"""Print the README's "Fast inference" table from ``benchmarks/results.json`` (markdown).
+"""Print the README's "Fast inference" tables from ``benchmarks/results.json`` and
+``benchmarks/opensoundscape_compare.json`` (markdown).
 
 Usage::
 
@@ -69,12 +70,59 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _load(load) -> str:
+    return f"{load[0]:.1f}" if load else "?"
+
+
+def peer_table(peer: dict) -> str:
+    """Ours against OpenSoundscape 0.13.2 (``opensoundscape_compare.py``), both sections."""
+    lines = []
+    pred = peer.get("prediction")
+    if pred:
+        rec = pred["recording"]
+        lines += [
+            f"Against OpenSoundscape 0.13.2 (`benchmarks/opensoundscape_compare.py`): the same "
+            f"ResNet18 (random weights, 2 classes) on the same {rec['minutes']:g}-minute "
+            f"{rec['sample_rate']} Hz recording, 5-s windows, batch 32, each run its own process, "
+            f"{len(next(iter(pred['runs'].values())))} interleaved rounds (medians). Load average "
+            f"{_load(pred['load_average_before'])} before, {_load(pred['load_average_after'])} after.",
+            "",
+            "| prediction | clips/s | x real time | vs OpenSoundscape (best setting) |",
+            "|---|---|---|---|",
+        ]
+        best = pred["opensoundscape_best_clips_per_s"]
+        for k, v in pred["median_clips_per_s"].items():
+            lines.append(f"| {k} | {v:.1f} | {v * rec['clip_duration']:.0f} | {v / best:.2f}x |")
+    train = peer.get("training")
+    if train:
+        rounds = len(next(iter(train["runs"].values())))
+        lines += [
+            "",
+            f"Training: {train['data']}, two epochs per run, {rounds} interleaved round(s) (medians; "
+            f"OpenSoundscape: `CNN.train`, bf16 autocast, its default augmentations; ours: "
+            f"`train(precision=\"auto\")`, second epoch with the cache warm). Load average "
+            f"{_load(train['load_average_before'])} before, {_load(train['load_average_after'])} after.",
+            "",
+            "| training | s per epoch | OpenSoundscape (best) / this |",
+            "|---|---|---|",
+        ]
+        best = train["opensoundscape_best_epoch_s"]
+        for k, v in train["median_epoch_s"].items():
+            lines.append(f"| {k} | {v:.1f} | {best / v:.2f}x |")
+        first = train["soundscape_epoch_1_s"]
+        lines.append(f"| soundscape, first epoch (cold cache) | {first:.1f} | {best / first:.2f}x |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results.json"))
     ap.add_argument("--update", action="store_true", help="rewrite the table in README.md")
     args = ap.parse_args(argv)
     text = table(json.loads(Path(args.results).read_text()))
+    peer = Path(args.results).with_name("opensoundscape_compare.json")
+    if peer.exists():
+        text += "\n\n" + peer_table(json.loads(peer.read_text()))
     if not args.update:
         print(text)
         return
