@@ -147,6 +147,18 @@ def _run(cmd: list[str], env: dict | None = None) -> dict:
     return result
 
 
+def _interleave(sides: list[tuple[str, list[str]]], rounds: int, describe) -> dict[str, list[dict]]:
+    """Each side's command once per round, in turn; our runs without a forced precision."""
+    ours_env = {k: v for k, v in os.environ.items() if k != "SOUNDSCAPE_PRECISION"}
+    runs: dict[str, list[dict]] = {}
+    for r in range(rounds):
+        for key, cmd in sides:
+            env = ours_env if cmd[0] == sys.executable else None
+            runs.setdefault(key, []).append(_run(cmd, env=env))
+            print(f"round {r + 1} {key}: {describe(runs[key][-1])}", flush=True)
+    return runs
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--opso-python", default=os.environ.get("OPSO_PYTHON", "/tmp/opsovenv/bin/python"),
@@ -173,22 +185,14 @@ def main(argv=None) -> int:
     path = make_recording(work / f"synthetic_{args.minutes:g}min_32000.wav", args.minutes / 60)
     # int8 calibrates on a different recording (as predict_long.py --compare does)
     calibration = make_recording(work / "calibration_2min_32000.wav", 2 / 60, seed=7)
-    ours_env = {k: v for k, v in os.environ.items() if k != "SOUNDSCAPE_PRECISION"}
+    sides = [(f"opensoundscape num_workers={w}", [args.opso_python, "-c", OPSO_CHILD, str(path), str(w)])
+             for w in args.opso_workers]
+    sides += [(f"soundscape precision={p}",
+               [sys.executable, "-c", OURS_CHILD, str(path), p, str(calibration)])
+              for p in args.precisions]
     load_before = os.getloadavg()
-    runs: dict[str, list[dict]] = {}
-    for r in range(args.rounds):
-        for workers in args.opso_workers:
-            key = f"opensoundscape num_workers={workers}"
-            runs.setdefault(key, []).append(
-                _run([args.opso_python, "-c", OPSO_CHILD, str(path), str(workers)]))
-            print(f"round {r + 1} {key}: {runs[key][-1]['clips_per_s']:.1f} clips/s", flush=True)
-        for precision in args.precisions:
-            key = f"soundscape precision={precision}"
-            runs.setdefault(key, []).append(
-                _run([sys.executable, "-c", OURS_CHILD, str(path), precision, str(calibration)],
-                     env=ours_env))
-            print(f"round {r + 1} {key}: {runs[key][-1]['clips_per_s']:.1f} clips/s "
-                  f"({runs[key][-1].get('precision')})", flush=True)
+    runs = _interleave(sides, args.rounds,
+                       lambda x: f"{x['clips_per_s']:.1f} clips/s ({x.get('precision', 'opso')})")
     load_after = os.getloadavg()
     median = {k: statistics.median(x["clips_per_s"] for x in v) for k, v in runs.items()}
     opso_best = max(v for k, v in median.items() if k.startswith("opensoundscape"))
@@ -225,20 +229,13 @@ def training(args) -> int:
     if not (root / "labels.csv").exists():
         print(f"no ESC-10 at {root} (labels.csv); pass --data")
         return 2
-    ours_env = {k: v for k, v in os.environ.items() if k != "SOUNDSCAPE_PRECISION"}
+    sides = [(f"opensoundscape num_workers={w}",
+               [args.opso_python, "-c", OPSO_TRAIN_CHILD, str(root), str(w)]) for w in args.opso_workers]
+    sides.append(("soundscape precision=auto", [sys.executable, "-c", OURS_TRAIN_CHILD, str(root)]))
     load_before = os.getloadavg()
-    runs: dict[str, list[dict]] = {}
-    for r in range(args.rounds):
-        for workers in args.opso_workers:
-            key = f"opensoundscape num_workers={workers}"
-            runs.setdefault(key, []).append(
-                _run([args.opso_python, "-c", OPSO_TRAIN_CHILD, str(root), str(workers)]))
-            print(f"round {r + 1} {key}: {runs[key][-1]['epoch_s']:.1f} s per epoch", flush=True)
-        key = "soundscape precision=auto"
-        runs.setdefault(key, []).append(
-            _run([sys.executable, "-c", OURS_TRAIN_CHILD, str(root)], env=ours_env))
-        print(f"round {r + 1} {key}: epoch 1 {runs[key][-1]['epoch_1_s']:.1f} s, epoch 2 (cache "
-              f"warm) {runs[key][-1]['epoch_s']:.1f} s ({runs[key][-1]['precision']})", flush=True)
+    runs = _interleave(sides, args.rounds, lambda x: (
+        f"{x['epoch_s']:.1f} s per epoch" if "epoch_1_s" not in x else
+        f"epoch 1 {x['epoch_1_s']:.1f} s, epoch 2 (cache warm) {x['epoch_s']:.1f} s ({x['precision']})"))
     load_after = os.getloadavg()
     median = {k: statistics.median(x["epoch_s"] for x in v) for k, v in runs.items()}
     opso_best = min(v for k, v in median.items() if k.startswith("opensoundscape"))
