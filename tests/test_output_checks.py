@@ -116,7 +116,7 @@ def test_check_writable(tmp_path):
 
 def test_read_only_folders_are_refused_before_any_work(tmp_path, monkeypatch):
     import soundscape.torch.predict as predict_module
-    import soundscape.torch.train as loop
+    import soundscape.torch.run_setup as loop
 
     paths = _clips(tmp_path / "clips")
     datasets = _datasets(paths)
@@ -142,7 +142,7 @@ def test_read_only_folders_are_refused_before_any_work(tmp_path, monkeypatch):
 
 
 def test_train_in_a_path_that_cannot_be_a_folder_fails_first(tmp_path, monkeypatch):
-    import soundscape.torch.train as loop
+    import soundscape.torch.run_setup as loop
 
     (tmp_path / "taken").write_text("a file where the run folder would go")
     monkeypatch.setattr(loop, "_model_preprocessing", _never)

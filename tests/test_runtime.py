@@ -236,7 +236,7 @@ def test_bf16_resnet18_on_real_song_stays_within_0_02_of_fp32(finch, tmp_path):
     network = build("resnet18", 2)  # a few steps on 64 x 64 images: ResNet18 is slow on 2 cores
     train(tmp_path, network, make(frame.iloc[::2]), make(frame.iloc[1::8]),
           torch.optim.Adam(network.parameters(), 1e-3), torch.nn.CrossEntropyLoss(), epochs=2,
-          batch_size=16, num_workers=0, print_logging=False, precision="fp32")
+          batch_size=16, num_workers=0, print_logging=False, precision="fp32", seed=0)
     detector = soundscape.load_model(tmp_path / "best.model")
     diff, fp32, bf16 = _guard(detector, held_out, ["song"])
     assert diff <= 0.02, diff
