@@ -74,38 +74,36 @@ def _load(load) -> str:
     return f"{load[0]:.1f}" if load else "?"
 
 
+def _section(intro: str, columns: list[str]) -> list[str]:
+    """A paragraph, then the head of a markdown table with `columns`."""
+    return [intro, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def peer_table(peer: dict) -> str:
     """Ours against OpenSoundscape 0.13.2 (``opensoundscape_compare.py``), both sections."""
     lines = []
     pred = peer.get("prediction")
     if pred:
         rec = pred["recording"]
-        lines += [
+        lines += _section(
             f"Against OpenSoundscape 0.13.2 (`benchmarks/opensoundscape_compare.py`): the same "
             f"ResNet18 (random weights, 2 classes) on the same {rec['minutes']:g}-minute "
             f"{rec['sample_rate']} Hz recording, 5-s windows, batch 32, each run its own process, "
             f"{len(next(iter(pred['runs'].values())))} interleaved rounds (medians). Load average "
             f"{_load(pred['load_average_before'])} before, {_load(pred['load_average_after'])} after.",
-            "",
-            "| prediction | clips/s | x real time | vs OpenSoundscape (best setting) |",
-            "|---|---|---|---|",
-        ]
+            ["prediction", "clips/s", "x real time", "vs OpenSoundscape (best setting)"])
         best = pred["opensoundscape_best_clips_per_s"]
         for k, v in pred["median_clips_per_s"].items():
             lines.append(f"| {k} | {v:.1f} | {v * rec['clip_duration']:.0f} | {v / best:.2f}x |")
     train = peer.get("training")
     if train:
         rounds = len(next(iter(train["runs"].values())))
-        lines += [
-            "",
+        lines += [""] + _section(
             f"Training: {train['data']}, two epochs per run, {rounds} interleaved round(s) (medians; "
             f"OpenSoundscape: `CNN.train`, bf16 autocast, its default augmentations; ours: "
             f"`train(precision=\"auto\")`, second epoch with the cache warm). Load average "
             f"{_load(train['load_average_before'])} before, {_load(train['load_average_after'])} after.",
-            "",
-            "| training | s per epoch | OpenSoundscape (best) / this |",
-            "|---|---|---|",
-        ]
+            ["training", "s per epoch", "OpenSoundscape (best) / this"])
         best = train["opensoundscape_best_epoch_s"]
         for k, v in train["median_epoch_s"].items():
             lines.append(f"| {k} | {v:.1f} | {best / v:.2f}x |")
