@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -46,6 +45,7 @@ from soundscape.localization import (
     grid_positions,
     localize,
     simulate_array,
+    simulated_detections,
 )  # noqa: E402
 
 RATE = 22050
@@ -89,21 +89,7 @@ def run_snr(call, band, snr: float, n_calls: int, repeats: int, folder: Path, se
         clock_jitter=5e-5,
         seed=seed,
     )
-    rows = []
-    for s, src in enumerate(sources):
-        i = int(np.argmin(np.hypot(*(grid - src).T)))
-        t = truth[f"arrival_{i}"].iloc[s]
-        rows.append(
-            {
-                "file": table["file"].iloc[i],
-                "start_time": t - 0.05,
-                "end_time": t + 0.35,
-                "low_f": band[0],
-                "high_f": band[1],
-                "annotation": "call",
-            }
-        )
-    det = pd.DataFrame(rows)
+    det = simulated_detections(table, truth, grid, band)
     array = RecorderArray(table)
     localize(det.head(2), array)  # reads the files once (kept in memory)
     timings = {}

@@ -19,6 +19,7 @@ from soundscape.localization import (
     localize,
     plot_localizations,
     simulate_array,
+    simulated_detections,
 )
 
 RATE = 22050
@@ -38,21 +39,7 @@ def dog_bark(shared_data) -> np.ndarray:
 
 def _detections(table, truth, recorders, band=(500, 4000), cls="dog"):
     """One detection per source on its nearest recorder, around the true arrival."""
-    rows = []
-    for s, src in enumerate(truth[["x", "y"]].to_numpy()):
-        i = int(np.argmin(np.hypot(*(recorders[:, :2] - src).T)))
-        t = truth[f"arrival_{i}"].iloc[s]
-        rows.append(
-            {
-                "file": table["file"].iloc[i],
-                "start_time": t - 0.05,
-                "end_time": t + 0.35,
-                "low_f": band[0],
-                "high_f": band[1],
-                "annotation": cls,
-            }
-        )
-    return pd.DataFrame(rows)
+    return simulated_detections(table, truth, recorders, band, annotation=cls)
 
 
 def _run(call, tmp_path, snr, sources=SOURCES, recorders=GRID, seed=0, **kw):
@@ -242,3 +229,17 @@ def test_start_datetime_from_audio_metadata(tmp_path, monkeypatch):
     monkeypatch.setattr(Audio, "from_file", classmethod(with_start))
     arr = RecorderArray(table.drop(columns="start_time"))
     assert arr.start == pytest.approx([0.0, 0.1, 0.2, 0.3])
+
+
+def test_simulated_detections_sit_on_the_nearest_recorder_around_the_arrival(tmp_path):
+    sources = np.array([[1.0, 2.0], [49.0, 26.0]])  # nearest: recorder 0 (0, 0), 5 (50, 25)
+    table, truth = simulate_array(chirp(RATE), RATE, GRID, sources, [0.3, 1.0], tmp_path,
+                                  duration=2.0, seed=5)
+    det = simulated_detections(table, truth, GRID, (1200, 5000), annotation="chirp")
+    assert det["file"].tolist() == [table["file"][0], table["file"][5]]
+    np.testing.assert_allclose(det["start_time"], [truth["arrival_0"][0] - 0.05,
+                                                    truth["arrival_5"][1] - 0.05])
+    np.testing.assert_allclose(det["end_time"] - det["start_time"], 0.4)
+    assert (det["low_f"] == 1200).all() and (det["annotation"] == "chirp").all()
+    loc = localize(det, RecorderArray(table))
+    np.testing.assert_allclose(loc[["x", "y"]], sources, atol=0.2)

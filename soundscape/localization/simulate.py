@@ -18,7 +18,7 @@ from scipy import signal
 from ..audio import Audio
 from ..errors import ParameterError
 
-__all__ = ["grid_positions", "chirp", "simulate_array"]
+__all__ = ["grid_positions", "chirp", "simulate_array", "simulated_detections"]
 
 
 def grid_positions(n_side: int = 3, spacing: float = 25.0) -> np.ndarray:
@@ -161,3 +161,44 @@ def simulate_array(
     for i in range(n_rec):
         truth[f"arrival_{i}"] = arrivals[:, i]
     return pd.DataFrame(rows), truth
+
+
+def simulated_detections(table: pd.DataFrame, truth: pd.DataFrame, recorders: np.ndarray,
+                         band: tuple[float, float], annotation: str = "call",
+                         before: float = 0.05, after: float = 0.35) -> pd.DataFrame:
+    """The detections a perfect detector would give `localize` for a `simulate_array` run.
+
+    One detection per simulated call, on the recorder nearest its source (in x, y), from
+    `before` seconds before the true arrival there to `after` seconds after it.
+
+    Parameters
+    ----------
+    table, truth : DataFrame
+        What `simulate_array` returned (``table`` may have other start times: only its
+        ``file`` column is used).
+    recorders : ndarray (n, 2 or 3)
+        The recorder positions given to `simulate_array`, in the same order.
+    band : (low, high)
+        The call's frequency band in Hz (``low_f`` / ``high_f``).
+    annotation : str
+        The class of every detection.
+
+    Returns
+    -------
+    DataFrame
+        ``file, start_time, end_time, low_f, high_f, annotation``, one row per source.
+    """
+    positions = np.asarray(recorders, dtype=float)[:, :2]
+    sources = truth[["x", "y"]].to_numpy(dtype=float)
+    distance = np.hypot(*(sources[:, None, :] - positions[None, :, :]).transpose(2, 0, 1))
+    nearest = np.argmin(distance, axis=1)
+    arrivals = truth[[f"arrival_{i}" for i in range(len(positions))]].to_numpy(dtype=float)
+    arrival = arrivals[np.arange(len(sources)), nearest]
+    return pd.DataFrame({
+        "file": table["file"].to_numpy()[nearest],
+        "start_time": arrival - before,
+        "end_time": arrival + after,
+        "low_f": float(band[0]),
+        "high_f": float(band[1]),
+        "annotation": annotation,
+    })
