@@ -28,6 +28,15 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def esc10(shared_data) -> Path:
+    """The ESC-10 folder of `shared_data` (``labels.csv`` + ``audio/``); skips without it."""
+    folder = shared_data / "esc10"
+    if not (folder / "labels.csv").is_file():
+        pytest.skip(f"ESC-10 not found at {folder}")
+    return folder
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread: tiny models gain nothing from more, and the CI machine is shared."""

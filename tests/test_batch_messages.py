@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import logging
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 import soundfile as sf
 import yaml
 
+from _audio_files import mp3_in_wav
 from _workflow_data import make_dataset, tiny_config
 from soundscape.cli import main
 
@@ -136,27 +136,13 @@ def test_clips_of_any_length_resized_to_one_image_warn_once(tmp_path, caplog):
     assert not caplog.records
 
 
-def _mp3_in_wav(path: Path, samples: np.ndarray, rate: int, tail: bytes = b"") -> Path:
-    """A WAV holding an MP3 stream (format tag 0x55), as some recorders write, plus `tail`."""
-    mp3_path = path.with_suffix(".tmp.mp3")
-    sf.write(mp3_path, samples, rate)
-    mp3 = mp3_path.read_bytes() + tail
-    mp3_path.unlink()
-    fmt = struct.pack("<HHIIHHH", 0x55, 1, rate, 4000, 1, 0, 12) + struct.pack("<HIHHH", 1, 2, 417, 1, 1393)
-    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"fact" + struct.pack("<I", 4)
-            + struct.pack("<I", len(samples)) + b"data" + struct.pack("<I", len(mp3)) + mp3
-            + (b"\0" if len(mp3) % 2 else b""))
-    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
-    return path
-
-
 @pytest.mark.skipif("MP3" not in sf.available_formats(), reason="this libsndfile has no MP3")
 def test_chunk_reader_keeps_mpeg_notes_off_stderr(tmp_path, capfd):
     from soundscape.preprocessing import Preprocessing
     from soundscape.torch.windows import ChunkReader, plan_windows
 
     x = np.random.default_rng(0).uniform(-0.3, 0.3, 3 * 16000).astype(np.float32)
-    path = _mp3_in_wav(tmp_path / "recorder.wav", x, 16000, tail=b"\0" * 2000)
+    path = mp3_in_wav(tmp_path / "recorder.wav", x, 16000, tail=b"\0" * 2000)
     probe = subprocess.run([sys.executable, "-c", f"import soundfile; soundfile.SoundFile({str(path)!r})"],
                            capture_output=True, text=True)
     if not probe.stderr.strip():

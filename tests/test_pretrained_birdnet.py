@@ -84,14 +84,6 @@ def birdnet():
 
 
 @pytest.fixture(scope="module")
-def esc10(shared_data):
-    folder = shared_data / "esc10"
-    if not (folder / "labels.csv").is_file():
-        pytest.skip(f"ESC-10 not found at {folder}")
-    return folder
-
-
-@pytest.fixture(scope="module")
 def windows(esc10):
     """One 3-s window from every 20th ESC-10 clip (20 clips, all 10 classes)."""
     files = pd.read_csv(esc10 / "labels.csv").filename.sort_values().tolist()[::20]

@@ -38,14 +38,6 @@ PER_CLASS = 10
 
 
 @pytest.fixture(scope="module")
-def esc10(shared_data):
-    folder = shared_data / "esc10"
-    if not (folder / "labels.csv").is_file():
-        pytest.skip(f"ESC-10 not found at {folder}")
-    return folder
-
-
-@pytest.fixture(scope="module")
 def esc10_table(esc10):
     table = pd.read_csv(esc10 / "labels.csv").sort_values("filename")
     table = table.groupby("label").head(PER_CLASS).reset_index(drop=True)

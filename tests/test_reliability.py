@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
 import subprocess
 import sys
 import warnings
@@ -16,6 +15,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from _audio_files import mp3_in_wav
 from soundscape.audio import Audio, audio_info
 from soundscape.errors import AudioFileError
 from soundscape.model_file import Detector
@@ -173,23 +173,9 @@ def test_predict_recordings_scores_a_slightly_truncated_wav(tmp_path):
     assert result.attrs["errors"] == [] and len(result) == 9
 
 
-def _mp3_in_wav(path: Path, samples: np.ndarray, rate: int, tail: bytes = b"") -> Path:
-    """A WAV holding an MP3 stream (format tag 0x55), as some recorders write, plus `tail`."""
-    mp3_path = path.with_suffix(".tmp.mp3")
-    sf.write(mp3_path, samples, rate)
-    mp3 = mp3_path.read_bytes() + tail
-    mp3_path.unlink()
-    fmt = struct.pack("<HHIIHHH", 0x55, 1, rate, 4000, 1, 0, 12) + struct.pack("<HIHHH", 1, 2, 417, 1, 1393)
-    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"fact" + struct.pack("<I", 4)
-            + struct.pack("<I", len(samples)) + b"data" + struct.pack("<I", len(mp3)) + mp3
-            + (b"\0" if len(mp3) % 2 else b""))
-    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
-    return path
-
-
 @needs_mp3
 def test_mpeg_decoder_messages_do_not_leak_to_stderr(tmp_path, capfd):
-    path = _mp3_in_wav(tmp_path / "recorder.wav", _noise(3.0, 16000), 16000, tail=b"\0" * 2000)
+    path = mp3_in_wav(tmp_path / "recorder.wav", _noise(3.0, 16000), 16000, tail=b"\0" * 2000)
     probe = subprocess.run([sys.executable, "-c", f"import soundfile; soundfile.read({str(path)!r})"],
                            capture_output=True, text=True)
     if not probe.stderr.strip():
