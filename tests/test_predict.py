@@ -47,6 +47,14 @@ def _tones(seconds: float, rate: int = RATE, seed: int = 0) -> np.ndarray:
     return x.astype(np.float32)
 
 
+def _tone_clips(folder, n: int, seconds: float) -> list[str]:
+    """`n` WAV clips of `_tones` (seeds 0..n-1), ``c0.wav``, ``c1.wav``, ... in `folder`."""
+    paths = [str(folder / f"c{i}.wav") for i in range(n)]
+    for i, path in enumerate(paths):
+        sf.write(path, _tones(seconds, seed=i), RATE)
+    return paths
+
+
 def _reference(det: Detector, path, starts, ends, activation=None) -> np.ndarray:
     """Per-clip scores: each window read on its own, `image_reference`, the model."""
     paths = path if isinstance(path, list) else [path] * len(starts)
@@ -72,10 +80,7 @@ def recording(tmp_path_factory):
 # ---------------------------------------------------------------------------- predict (clips)
 def test_predict_clip_files_with_a_corrupt_one(tmp_path):
     det = _detector()
-    paths = []
-    for i in range(5):
-        sf.write(tmp_path / f"c{i}.wav", _tones(1.2, seed=i), RATE)
-        paths.append(str(tmp_path / f"c{i}.wav"))
+    paths = _tone_clips(tmp_path, 5, 1.2)
     (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00garbage" * 10)
     files = paths[:2] + [str(tmp_path / "broken.wav")] + paths[2:]
     result = predict(det, files, batch_size=2, activation=None)
@@ -358,10 +363,7 @@ def test_predict_gives_a_dataset_without_preprocessing_arguments_the_models(tmp_
     from soundscape.datasets import SingleTargetAudioDataset
 
     det = _detector()
-    paths = []
-    for i in range(3):
-        sf.write(tmp_path / f"c{i}.wav", _tones(1.0, seed=i), RATE)
-        paths.append(str(tmp_path / f"c{i}.wav"))
+    paths = _tone_clips(tmp_path, 3, 1.0)
     table = pd.DataFrame({"file": paths})
     plain = SingleTargetAudioDataset(table, {0: "song", 1: "noise"}, filename_column="file")
     before = plain.preprocessing
