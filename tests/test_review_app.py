@@ -77,6 +77,19 @@ def test_audio_is_a_wav_cut_of_the_asked_duration(client, inputs):
     assert relative.status_code == 200  # relative to the audio root
     tail = client.get("/audio", params={"path": "field_recording.flac", "start": 179, "end": 182})
     assert len(soundfile.read(io.BytesIO(tail.content))[0]) == 22050  # cut at the end
+    beyond = client.get("/audio", params={"path": "field_recording.flac", "start": 190, "end": 192})
+    assert beyond.status_code == 200 and len(soundfile.read(io.BytesIO(beyond.content))[0]) == 0
+
+
+@pytest.mark.parametrize("route", ["/audio", "/image"])
+def test_a_recording_that_is_not_audio_is_a_clear_error(client, inputs, route):
+    broken = inputs["audio"] / "broken.wav"
+    broken.write_bytes(b"RIFF\x00\x00garbage" * 10)
+    try:
+        got = client.get(route, params={"path": "broken.wav", "start": 0, "end": 1})
+    finally:
+        broken.unlink()
+    assert got.status_code == 422 and "broken.wav" in got.json()["detail"]
 
 
 @pytest.mark.parametrize("route", ["/audio", "/image"])

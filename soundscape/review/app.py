@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from soundscape.errors import ParameterError
+from soundscape.errors import AudioFileError, ParameterError
 
 from .media import AudioRoot, PathRefused, spectrogram_png, wav_bytes
 from .selection import read_candidates, select_clips
@@ -95,6 +95,10 @@ def create_app(session: ReviewSession, allowed_hosts: list[str] | None = None):
     @app.exception_handler(ParameterError)
     async def _bad(request, exc):
         return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(AudioFileError)
+    async def _unreadable(request, exc):  # a recording that is not (readable) audio
+        return JSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.get("/", include_in_schema=False)
     def index():

@@ -94,15 +94,20 @@ def _check_span(start: float, end: float) -> tuple[float, float]:
 
 
 def read_span(path: Path, start: float, end: float) -> tuple[np.ndarray, int]:
-    """Mono float32 samples of `path` from `start` to `end` seconds (cut at the file end)."""
+    """Mono float32 samples of `path` from `start` to `end` seconds (cut at the file end).
+
+    Read by `Audio.from_file` (only that stretch; its header, truncation and MPEG-in-WAV
+    handling); a stretch that starts after the end of the file is empty.
+    """
+    from soundscape.audio import Audio
+    from soundscape.audio_files import audio_info
+
     start, end = _check_span(start, end)
-    with soundfile.SoundFile(str(path)) as f:
-        rate = f.samplerate
-        first = min(int(round(start * rate)), f.frames)
-        last = min(int(round(end * rate)), f.frames)
-        f.seek(first)
-        data = f.read(last - first, dtype="float32", always_2d=True)
-    return data.mean(axis=1).astype(np.float32), rate
+    info = audio_info(path)
+    if int(round(start * info.samplerate)) >= info.frames:
+        return np.zeros(0, np.float32), int(info.samplerate)
+    audio = Audio.from_file(path, offset=start, duration=end - start)
+    return audio.samples, audio.sample_rate
 
 
 def wav_bytes(path: Path, start: float, end: float) -> bytes:
