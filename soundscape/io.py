@@ -34,9 +34,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no file locks
+    fcntl = None
+
 __all__ = ["atomic_path", "atomic_write", "write_json", "temp_path_for", "is_temp_file",
            "clean_stale_temp_files", "check_writable", "write_failure", "missing_file",
-           "STALE_AFTER_S"]
+           "exclusive_lock", "STALE_AFTER_S"]
 
 logger = logging.getLogger("soundscape.io")
 
@@ -271,6 +276,25 @@ def atomic_path(path: str | os.PathLike, *, make_parents: bool = False,
         if os.path.lexists(tmp):
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive ``flock`` of `lock_path` (created if missing) for the block.
+
+    Between processes on POSIX (on a shared disk where ``flock`` works); a no-op where
+    ``fcntl`` is missing (Windows). Closing the file releases the lock, also when the
+    process dies.
+    """
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def atomic_write(path: str | os.PathLike, writer: Callable[[Path], Any], *,

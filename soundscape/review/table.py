@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from soundscape.errors import AnnotationError, ParameterError
-from soundscape.io import atomic_write
+from soundscape.io import atomic_write, exclusive_lock
 
 from .selection import CANDIDATE_COLUMNS
 
@@ -44,11 +44,6 @@ _TEXT = ["item_id", "file", "annotation", "verdict", "other_class", "note", "rev
 #: one in-process lock per table path (threads of one server; flock covers processes)
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
-
-try:  # POSIX
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: the in-process lock only
-    fcntl = None
 
 
 def default_review_path(source: str | os.PathLike) -> Path:
@@ -148,17 +143,8 @@ class ReviewTable:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the table's lock (threads of this process and, on POSIX, other processes)."""
-        with self._thread_lock:
-            if fcntl is None:  # pragma: no cover
-                yield
-                return
-            lock = self.path.with_name(f".{self.path.name}.lock")
-            with open(lock, "a") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fh, fcntl.LOCK_UN)
+        with self._thread_lock, exclusive_lock(self.path.with_name(f".{self.path.name}.lock")):
+            yield
 
     def read(self) -> pd.DataFrame:
         """The table as it is on disk now, in review order."""

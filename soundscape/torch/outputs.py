@@ -40,7 +40,7 @@ import pandas as pd
 
 from ..errors import ParameterError
 from ..io import atomic_write as _atomic_write
-from ..io import clean_stale_temp_files, is_temp_file, write_failure, write_json
+from ..io import clean_stale_temp_files, exclusive_lock, is_temp_file, write_failure, write_json
 
 try:
     import fcntl
@@ -216,15 +216,8 @@ class OutputFolder:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """Hold the folder's exclusive lock (``.lock``; no-op without fcntl)."""
-        if fcntl is None:
+        with exclusive_lock(self.lock_path):
             yield
-            return
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
 
     def claim(self, path: str | Path) -> bool:
         """Claim recording `path` for this job; False when another live job holds it.
