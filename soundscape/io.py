@@ -14,10 +14,8 @@ Temporary names follow one pattern, ``.<name>.<pid>-<8 hex>.tmp<suffix>``, e.g.
 the extension, such as ``numpy.save``, behave). A process killed during a save leaves
 such a file behind; `clean_stale_temp_files` removes them once their writer is gone.
 
-Notes
------
-``soundscape.workflow.runs.write_json`` still holds its own JSON conversion; it can be
-folded into `write_json` here (it already writes through `atomic_path`).
+Numpy, torch and path values become JSON values through `soundscape.metrics.to_json`
+before `write_json` (``soundscape.workflow.runs.write_json`` does both).
 """
 
 from __future__ import annotations

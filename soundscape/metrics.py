@@ -13,6 +13,7 @@ Small validation sets often lack a class: precision/recall/F1 are then 0 (sklear
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -157,17 +158,24 @@ def array_record(record: dict) -> dict:
 
 
 def to_json(value):
-    """`value` with numpy types as Python ones and NaN/inf as None (strict JSON)."""
+    """`value` with numpy / torch types as Python ones, paths as strings and NaN/inf as
+    None (strict JSON, for `soundscape.io.write_json`)."""
     if isinstance(value, dict):
         return {str(k): to_json(v) for k, v in value.items()}
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):
         return to_json(value.tolist())
     if isinstance(value, (list, tuple)):
         return [to_json(v) for v in value]
+    if isinstance(value, np.bool_):
+        return bool(value)
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, (float, np.floating)):
         return float(value) if np.isfinite(value) else None
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     return value
 
 

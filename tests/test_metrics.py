@@ -64,3 +64,21 @@ def test_multi_target_metrics_score_the_present_class_of_a_single_species():
     assert m["precision"][0] == pytest.approx(1.0)
     assert m["recall"][0] == pytest.approx(2 / 3)
     assert m["f1"][0] == pytest.approx(0.8)
+
+
+def test_to_json_gives_strict_json_values(tmp_path):
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from soundscape.io import write_json
+    from soundscape.metrics import to_json
+
+    value = {"flag": np.bool_(True), "n": np.int64(3), "x": np.float32(0.5), "bad": float("nan"),
+             "t": torch.tensor([1.0, float("inf")]), "a": np.array([[1, 2]]), 4: Path("run/x.wav"),
+             "list": (np.float64(2.0), None)}
+    plain = to_json(value)
+    assert plain == {"flag": True, "n": 3, "x": 0.5, "bad": None, "t": [1.0, None], "a": [[1, 2]],
+                     "4": "run/x.wav", "list": [2.0, None]}
+    assert json.loads(write_json(plain, tmp_path / "v.json").read_text()) == plain

@@ -254,8 +254,7 @@ def _write_metrics(run: _Run) -> None:
         frame.to_csv(tmp, index=False)
     doc = {"classes": run.classes, "label_dict": run.label_dict, "multi_target": run.multi_target,
            "best_epoch": run.best_epoch, "skipped_files": list(run.skipped), "epochs": run.history}
-    with atomic_path(run.save_dir / "metrics.json", what="training metrics") as tmp:
-        tmp.write_text(json.dumps(to_json(doc), indent=1), encoding="utf-8")
+    write_json(to_json(doc), run.save_dir / "metrics.json", indent=1, what="training metrics")
 
 
 def _update_best(run: _Run, record: dict) -> None:

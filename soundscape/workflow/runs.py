@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import sys
@@ -29,8 +28,9 @@ import numpy as np
 
 from ..errors import ParameterError
 from .. import io
+from ..metrics import to_json
 
-__all__ = ["run_directory", "write_json", "read_json", "versions", "to_jsonable"]
+__all__ = ["run_directory", "write_json", "read_json", "versions"]
 
 
 def run_directory(output_directory: str | os.PathLike, experiment_name: str = "experiment") -> Path:
@@ -48,30 +48,9 @@ def run_directory(output_directory: str | os.PathLike, experiment_name: str = "e
             n += 1
 
 
-def to_jsonable(obj: Any) -> Any:
-    """Numpy / torch values to plain Python; NaN and infinities to None."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if hasattr(obj, "detach"):
-        obj = obj.detach().cpu().numpy()
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return None if not math.isfinite(float(obj)) else float(obj)
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def write_json(obj: Any, path: str | os.PathLike) -> Path:
     """Write ``obj`` as indented JSON, atomically (numpy values converted, NaN written as null)."""
-    return io.write_json(to_jsonable(obj), path)
+    return io.write_json(to_json(obj), path)
 
 
 def read_json(path: str | os.PathLike, what: str = "file") -> Any:
