@@ -108,13 +108,12 @@ def precision_by_bin(score, correct, bins: int | list[float] = 10,
 
 
 def _threshold_empirical(x: np.ndarray, y: np.ndarray, target: float) -> float | None:
-    order = np.argsort(-x, kind="stable")
-    xs, ys = x[order], y[order]
-    precision = np.cumsum(ys) / np.arange(1, len(ys) + 1)
-    # candidate thresholds: each distinct score (all clips scoring at least it count)
-    last = np.r_[xs[1:] != xs[:-1], True]
-    ok = np.flatnonzero(last & (precision >= target))
-    return float(xs[ok[-1]]) if len(ok) else None
+    """The lowest distinct score whose clips scoring at least it reach `target` precision."""
+    from soundscape.thresholds import precision_recall_table
+
+    curve = precision_recall_table(x, y)  # one row per distinct score, highest first
+    ok = np.flatnonzero(curve["precision"].to_numpy() >= target)
+    return float(curve["threshold"].iloc[ok[-1]]) if len(ok) else None
 
 
 def _threshold_logistic(a: float, b: float, target: float) -> float | None:
