@@ -159,7 +159,8 @@ def make_runner(
             cache.clear()
             cache[key] = (qnet, int(sum(len(b) for b in batches)), float(diff))
         qnet, n_clips, diff = cache[key]
-        info.update(calibration_clips=n_clips, int8_max_abs_score_diff_vs_fp32=round(diff, 6))
+        diff = round(diff, 6)  # one value for the summary and the log (no second rounding)
+        info.update(calibration_clips=n_clips, int8_max_abs_score_diff_vs_fp32=diff)
         logger.info("int8: calibrated on %d clips; largest score difference from fp32 on them: "
                     "%.4f", n_clips, diff)
         return Runner(qnet, prec, info)
